@@ -1,0 +1,144 @@
+/**
+ * Header grammar for the opening handshake: RFC 7230 `#rule` lists of tokens (Upgrade, Connection,
+ * Sec-WebSocket-Protocol) and the RFC 6455 §9.1 Sec-WebSocket-Extensions grammar.
+ */
+
+export type HeaderValue = string | readonly string[] | undefined;
+
+/** One extension offered or accepted: its name and its parameters in order (`true` for no value). */
+export interface ExtensionOffer {
+  name: string;
+  params: Array<[name: string, value: string | true]>;
+}
+
+// tchar per RFC 7230 §3.2.6, indexed by char code.
+const TCHAR = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") {
+  TCHAR[c.charCodeAt(0)] = 1;
+}
+
+export function isToken(s: string): boolean {
+  if (s.length === 0) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 128 || TCHAR[c] === 0) return false;
+  }
+  return true;
+}
+
+/** Joins repeated header lines into one list value (a repeated list header means the same as commas). */
+function joined(value: HeaderValue): string {
+  if (value === undefined) return "";
+  return typeof value === "string" ? value : value.join(",");
+}
+
+/**
+ * Parses a comma-separated token list (empty elements are allowed and skipped, RFC 7230 §7).
+ * Returns undefined when an element is not a token.
+ */
+export function parseTokenList(value: HeaderValue): string[] | undefined {
+  const out: string[] = [];
+  for (const part of joined(value).split(",")) {
+    const t = part.trim();
+    if (t === "") continue;
+    if (!isToken(t)) return undefined;
+    out.push(t);
+  }
+  return out;
+}
+
+/** Whether a token list contains `token`, compared case-insensitively. */
+export function hasToken(value: HeaderValue, token: string): boolean {
+  const list = parseTokenList(value);
+  if (!list) return false;
+  const wanted = token.toLowerCase();
+  return list.some((t) => t.toLowerCase() === wanted);
+}
+
+/**
+ * Parses Sec-WebSocket-Extensions (RFC 6455 §9.1):
+ *   extension-list = 1#extension; extension = token *( ";" extension-param )
+ *   extension-param = token [ "=" (token | quoted-string) ]
+ * A quoted value must itself be a token once unquoted. Returns undefined on any syntax error.
+ */
+export function parseExtensions(value: HeaderValue): ExtensionOffer[] | undefined {
+  const src = joined(value);
+  const out: ExtensionOffer[] = [];
+  let i = 0;
+  const n = src.length;
+  const skipOws = () => {
+    while (i < n && (src[i] === " " || src[i] === "\t")) i++;
+  };
+  const readToken = (): string => {
+    const start = i;
+    while (i < n) {
+      const c = src.charCodeAt(i);
+      if (c >= 128 || TCHAR[c] === 0) break;
+      i++;
+    }
+    return src.slice(start, i);
+  };
+  while (i < n) {
+    skipOws();
+    if (src[i] === ",") {
+      i++; // empty list element
+      continue;
+    }
+    if (i >= n) break;
+    const name = readToken();
+    if (name === "") return undefined;
+    const offer: ExtensionOffer = { name, params: [] };
+    skipOws();
+    while (src[i] === ";") {
+      i++;
+      skipOws();
+      const param = readToken();
+      if (param === "") return undefined;
+      skipOws();
+      let paramValue: string | true = true;
+      if (src[i] === "=") {
+        i++;
+        skipOws();
+        if (src[i] === '"') {
+          const quoted = readQuoted(src, i);
+          if (!quoted) return undefined;
+          i = quoted.end;
+          if (!isToken(quoted.value)) return undefined;
+          paramValue = quoted.value;
+        } else {
+          paramValue = readToken();
+          if (paramValue === "") return undefined;
+        }
+        skipOws();
+      }
+      offer.params.push([param, paramValue]);
+    }
+    if (i < n && src[i] !== ",") return undefined;
+    out.push(offer);
+  }
+  return out;
+}
+
+/** Reads a quoted-string starting at `start` (the opening quote); handles quoted-pairs. */
+function readQuoted(src: string, start: number): { value: string; end: number } | undefined {
+  let value = "";
+  for (let i = start + 1; i < src.length; i++) {
+    const ch = src[i]!;
+    if (ch === '"') return { value, end: i + 1 };
+    if (ch === "\\") {
+      i++;
+      if (i >= src.length) return undefined;
+      value += src[i];
+    } else {
+      value += ch;
+    }
+  }
+  return undefined;
+}
+
+/** Formats extensions for a response header: `name; p1; p2=v`. */
+export function formatExtensions(list: readonly ExtensionOffer[]): string {
+  return list
+    .map((e) => [e.name, ...e.params.map(([k, v]) => (v === true ? k : `${k}=${v}`))].join("; "))
+    .join(", ");
+}

@@ -1,0 +1,56 @@
+export { CloseCode, isValidWireCloseCode } from "./close-codes.js";
+export {
+  type CloseInfo,
+  Connection,
+  type ConnectionOptions,
+  type ConnectionState,
+  DEFAULT_MAX_FRAGMENTS,
+  DEFAULT_MAX_MESSAGE_SIZE,
+  MAX_CLOSE_REASON_BYTES,
+  type Side,
+  truncateReason,
+} from "./connection.js";
+export {
+  HandshakeError,
+  type HandshakeErrorCode,
+  ProtocolError,
+  type ProtocolErrorCode,
+  UsageError,
+  type UsageErrorCode,
+} from "./errors.js";
+export type { CloseEvent, FrameEvent, MessageEvent, PingEvent, PongEvent, ProtocolEvent } from "./events.js";
+export {
+  type EncodeOptions,
+  encodeFrame,
+  type Frame,
+  headerSize,
+  MAX_HEADER_SIZE,
+  toBuffer,
+  writeHeader,
+} from "./frame.js";
+export { type FrameHeader, FrameParser, type FrameSink } from "./frame-parser.js";
+export {
+  acceptResponseHead,
+  computeAccept,
+  errorResponse,
+  generateKey,
+  type HandshakeResult,
+  isSafeHeaderValue,
+  type UpgradeRequest,
+  type UpgradeRequestLike,
+  validateUpgradeRequest,
+  validateUpgradeResponse,
+  WEBSOCKET_GUID,
+  WEBSOCKET_VERSION,
+} from "./handshake.js";
+export {
+  type ExtensionOffer,
+  formatExtensions,
+  hasToken,
+  isToken,
+  parseExtensions,
+  parseTokenList,
+} from "./header-grammar.js";
+export { applyMask } from "./mask.js";
+export { isControlOpcode, isKnownOpcode, Opcode } from "./opcodes.js";
+export { isValidUtf8, Utf8Validator } from "./utf8.js";
