@@ -1,0 +1,263 @@
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
+import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from "node:https";
+import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
+import { type RouteMatch, RoutePathError, RouteTree } from "../routing/index.js";
+import { HttpCall } from "./call.js";
+import { AppError } from "./errors.js";
+import { Route, type RouteEntry, type RouteHost } from "./route-builder.js";
+import { type AnySession, refuse, type UpgradeHost, upgrade } from "./upgrade.js";
+import { type Plugin, WebSockets, type WebSocketsConfig } from "./websockets-plugin.js";
+
+export type ErrorKind = "handler" | "protocol" | "http";
+/** Receives errors: a handler that threw ("handler", "http") or a peer that broke the protocol ("protocol"). */
+export type ErrorHook = (error: unknown, kind: ErrorKind) => void;
+
+export interface ListenOptions {
+  port?: number;
+  host?: string;
+  /** TLS options for node:https (key, cert, ...): serves https:// and wss://. */
+  tls?: HttpsServerOptions;
+}
+
+export interface StopOptions {
+  /** Milliseconds to wait for sessions to finish their closing handshake before destroying them. */
+  grace?: number;
+}
+
+/** By default handler errors are logged; protocol violations are the peer's business and are not. */
+const defaultErrorHook: ErrorHook = (error, kind) => {
+  if (kind !== "protocol") console.error(`sockway: ${kind} error:`, error);
+};
+
+/**
+ * A sockway application: plugins, routes, and an engine on node:http. Create it with `createApp()`.
+ */
+export class Application implements RouteHost, UpgradeHost {
+  readonly tree = new RouteTree<RouteEntry>();
+  private readonly plugins = new Map<string, unknown>();
+  private readonly liveSessions = new Set<AnySession>();
+  private errorHook: ErrorHook = defaultErrorHook;
+  private server: Server | undefined;
+  private stopping = false;
+
+  /** Installs a plugin with its options. Each plugin once. */
+  install<O, C>(plugin: Plugin<O, C>, options?: O): this {
+    if (this.plugins.has(plugin.key)) {
+      throw new AppError("PLUGIN_ALREADY_INSTALLED", `the ${plugin.name} plugin is already installed`);
+    }
+    this.plugins.set(plugin.key, plugin.install(options));
+    return this;
+  }
+
+  /** Defines routes: `app.routing((r) => { r.webSocket("/echo", handler) })`. */
+  routing(build: (route: Route<"">) => void): this {
+    build(new Route(this, ""));
+    return this;
+  }
+
+  /** Replaces the error hook (default: log handler and HTTP errors to the console). */
+  onError(hook: ErrorHook): this {
+    this.errorHook = hook;
+    return this;
+  }
+
+  get webSocketsInstalled(): boolean {
+    return this.plugins.has(WebSockets.key);
+  }
+
+  get config(): WebSocketsConfig {
+    const config = this.plugins.get(WebSockets.key) as WebSocketsConfig | undefined;
+    if (!config)
+      throw new AppError("PLUGIN_MISSING", "the WebSockets plugin is not installed: app.install(WebSockets)");
+    return config;
+  }
+
+  get accepting(): boolean {
+    return !this.stopping;
+  }
+
+  /** Sessions currently open. */
+  get sessions(): ReadonlySet<AnySession> {
+    return this.liveSessions;
+  }
+
+  reportError(error: unknown, kind: ErrorKind): void {
+    try {
+      this.errorHook(error, kind);
+    } catch {
+      // An error hook that throws must not take the connection or the process down.
+    }
+  }
+
+  sessionStarted(session: AnySession): void {
+    this.liveSessions.add(session);
+  }
+
+  sessionEnded(session: AnySession): void {
+    this.liveSessions.delete(session);
+  }
+
+  // ---- HTTP -------------------------------------------------------------------------------------
+
+  /** Handles a plain HTTP request with the HTTP routes (404, 405 and 426 otherwise). */
+  readonly handleRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const { path, query } = splitUrl(req.url);
+    const matches = this.matchPath(path);
+    if (!matches) return void res.writeHead(400, { "Content-Type": "text/plain" }).end("Malformed path\n");
+    const method = (req.method ?? "GET").toUpperCase();
+    const found =
+      matches.find((m) => m.value.kind === "http" && m.value.method === method) ??
+      (method === "HEAD"
+        ? matches.find((m) => m.value.kind === "http" && m.value.method === "GET")
+        : undefined);
+    if (found && found.value.kind === "http") {
+      const call = new HttpCall(req, res, found.params, path, query);
+      const onError = (error: unknown) => {
+        this.reportError(error, "http");
+        if (!res.headersSent)
+          res.writeHead(500, { "Content-Type": "text/plain" }).end("Internal Server Error\n");
+        else res.destroy();
+      };
+      try {
+        Promise.resolve(found.value.handler(call)).catch(onError);
+      } catch (error) {
+        onError(error);
+      }
+      return;
+    }
+    if (matches.length === 0)
+      return void res.writeHead(404, { "Content-Type": "text/plain" }).end("Not Found\n");
+    if (method === "GET" && matches.some((m) => m.value.kind === "ws")) {
+      const body = "This resource needs a WebSocket upgrade\n";
+      res.writeHead(426, {
+        Upgrade: "websocket",
+        Connection: "Upgrade",
+        "Sec-WebSocket-Version": "13",
+        "Content-Type": "text/plain",
+      });
+      return void res.end(body);
+    }
+    const allowed = new Set(matches.flatMap((m) => (m.value.kind === "http" ? [m.value.method] : ["GET"])));
+    if (allowed.has("GET")) allowed.add("HEAD");
+    res
+      .writeHead(405, { Allow: [...allowed].join(", "), "Content-Type": "text/plain" })
+      .end("Method Not Allowed\n");
+  };
+
+  // ---- WebSocket upgrades -----------------------------------------------------------------------
+
+  /**
+   * Handles node:http's `upgrade` event (`server.on("upgrade", app.handleUpgrade)`): runs the handshake
+   * on the matching WebSocket route, or answers with the right HTTP error.
+   */
+  readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    socket.on("error", () => socket.destroy());
+    if (this.stopping) return refuse(socket, 503, "Server shutting down\n");
+    const { path, query } = splitUrl(req.url);
+    const matches = this.matchPath(path);
+    if (!matches) return refuse(socket, 400, "Malformed path\n");
+    const wsMatches = matches.filter((m) => m.value.kind === "ws");
+    if (wsMatches.length === 0 || !this.webSocketsInstalled)
+      return refuse(socket, 404, "No WebSocket route here\n");
+    upgrade(this, req, socket, head, wsMatches, path, query).catch((error: unknown) => {
+      this.reportError(error, "handler");
+      refuse(socket, 500, "Internal Server Error\n");
+    });
+  };
+
+  /** Serves this app's WebSocket routes on an existing server (Express, Fastify, plain node:http). */
+  attach(server: Server): this {
+    server.on("upgrade", this.handleUpgrade);
+    this.server ??= server;
+    return this;
+  }
+
+  private matchPath(path: string): RouteMatch<RouteEntry>[] | undefined {
+    try {
+      return this.tree.match(path);
+    } catch (error) {
+      if (error instanceof RoutePathError) return undefined;
+      throw error;
+    }
+  }
+
+  // ---- engine -----------------------------------------------------------------------------------
+
+  /** Starts a node:http (or node:https with `tls`) server. Resolves with its address once listening. */
+  async listen(options: ListenOptions = {}): Promise<{ port: number; host: string; url: string }> {
+    if (this.server?.listening)
+      throw new AppError("ALREADY_LISTENING", "the application is already listening");
+    const ws = this.webSocketsInstalled ? this.config : undefined;
+    const serverOptions = {
+      maxHeaderSize: ws?.maxHeaderSize ?? 8 * 1024,
+      headersTimeout: ws?.handshakeTimeout ?? 10_000,
+      requestTimeout: Math.max(ws?.handshakeTimeout ?? 10_000, 30_000),
+      connectionsCheckingInterval: 1000,
+    };
+    const server = options.tls
+      ? createHttpsServer({ ...options.tls, ...serverOptions }, this.handleRequest)
+      : createHttpServer(serverOptions, this.handleRequest);
+    server.on("upgrade", this.handleUpgrade);
+    server.on("clientError", (_error, socket: Duplex) => {
+      if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+      else socket.destroy();
+    });
+    this.server = server;
+    this.stopping = false;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    const address = server.address() as AddressInfo;
+    const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+    const scheme = options.tls ? "https" : "http";
+    return { port: address.port, host: address.address, url: `${scheme}://${host}:${address.port}` };
+  }
+
+  /**
+   * Graceful shutdown: stop accepting, close every session with 1001, wait up to `grace` ms for their
+   * closing handshakes, then destroy whatever is left.
+   */
+  async stop(options: StopOptions = {}): Promise<void> {
+    const grace = options.grace ?? 5000;
+    this.stopping = true;
+    const server = this.server;
+    const closed = server?.listening
+      ? new Promise<void>((resolve) => server.close(() => resolve()))
+      : Promise.resolve();
+    server?.closeIdleConnections?.();
+    const sessions = [...this.liveSessions];
+    for (const s of sessions) s.goAway();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(sessions.map((s) => s.closeReason)),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, grace);
+      }),
+    ]);
+    clearTimeout(timer);
+    for (const s of this.liveSessions) s.terminate();
+    server?.closeAllConnections?.();
+    await closed;
+  }
+}
+
+function splitUrl(url: string | undefined): { path: string; query: string } {
+  const raw = url ?? "/";
+  const q = raw.indexOf("?");
+  return q < 0 ? { path: raw, query: "" } : { path: raw.slice(0, q), query: raw.slice(q + 1) };
+}
+
+/** Creates an application. Install `WebSockets`, define routes with `routing`, then `listen`. */
+export function createApp(): Application {
+  return new Application();
+}

@@ -1,0 +1,115 @@
+import { createReadStream } from "node:fs";
+import { stat } from "node:fs/promises";
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
+import { extname } from "node:path";
+import { contentTypeFor } from "./content-types.js";
+
+/** Request information shared by HTTP calls, upgrade calls and `session.call`. */
+export class ApplicationCall<P = Record<string, string | undefined>> {
+  /** The URL path, without the query. */
+  readonly path: string;
+  readonly query: URLSearchParams;
+
+  constructor(
+    readonly request: IncomingMessage,
+    /** Path parameters, typed from the route pattern. */
+    readonly parameters: P,
+    path: string,
+    rawQuery: string,
+  ) {
+    this.path = path;
+    this.query = new URLSearchParams(rawQuery);
+  }
+
+  get headers(): IncomingHttpHeaders {
+    return this.request.headers;
+  }
+
+  get method(): string {
+    return this.request.method ?? "GET";
+  }
+
+  get remoteAddress(): string | undefined {
+    return this.request.socket.remoteAddress;
+  }
+}
+
+/** An answer to an upgrade request that refuses it (from `call.reject`). */
+export class Rejection {
+  constructor(
+    readonly status: number,
+    readonly body: string,
+    readonly headers: Readonly<Record<string, string>>,
+  ) {}
+}
+
+/** The call seen by a WebSocket route's `beforeUpgrade` hook, before the handshake completes. */
+export class UpgradeCall<P = Record<string, string | undefined>> extends ApplicationCall<P> {
+  /** The subprotocol that will be echoed, if the route has one. */
+  protocol: string | undefined;
+
+  /** Refuses the upgrade with an HTTP status (401, 403, ...) and a body. Return it from the hook. */
+  reject(status: number, body = "", headers: Readonly<Record<string, string>> = {}): Rejection {
+    return new Rejection(status, body, headers);
+  }
+}
+
+/** An HTTP call: the request plus ways to answer it. */
+export class HttpCall<P = Record<string, string | undefined>> extends ApplicationCall<P> {
+  constructor(
+    request: IncomingMessage,
+    readonly response: ServerResponse,
+    parameters: P,
+    path: string,
+    rawQuery: string,
+  ) {
+    super(request, parameters, path, rawQuery);
+  }
+
+  /** Answers with a status, an optional body and headers. */
+  respond(
+    status: number,
+    body: string | Uint8Array = "",
+    headers: Readonly<Record<string, string>> = {},
+  ): void {
+    const res = this.response;
+    res.writeHead(status, { "Content-Length": String(Buffer.byteLength(body)), ...headers });
+    res.end(this.method === "HEAD" ? undefined : body);
+  }
+
+  respondText(text: string, status = 200, contentType = "text/plain; charset=utf-8"): void {
+    this.respond(status, text, { "Content-Type": contentType });
+  }
+
+  respondJson(value: unknown, status = 200): void {
+    this.respond(status, JSON.stringify(value), { "Content-Type": "application/json; charset=utf-8" });
+  }
+
+  /** Streams a file; 404 when it does not exist or is not a regular file. */
+  async respondFile(path: string, status = 200): Promise<void> {
+    let size: number;
+    try {
+      const info = await stat(path);
+      if (!info.isFile()) throw new Error("not a file");
+      size = info.size;
+    } catch {
+      this.respondText("Not Found", 404);
+      return;
+    }
+    const res = this.response;
+    res.writeHead(status, { "Content-Type": contentTypeFor(extname(path)), "Content-Length": String(size) });
+    if (this.method === "HEAD") {
+      res.end();
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      const stream = createReadStream(path);
+      stream.on("error", () => {
+        res.destroy();
+        resolve();
+      });
+      stream.on("end", resolve);
+      stream.pipe(res);
+    });
+  }
+}

@@ -1,0 +1,25 @@
+export {
+  Application,
+  createApp,
+  type ErrorHook,
+  type ErrorKind,
+  type ListenOptions,
+  type StopOptions,
+} from "./application.js";
+export { ApplicationCall, HttpCall, Rejection, UpgradeCall } from "./call.js";
+export { AppError, type AppErrorCode } from "./errors.js";
+export {
+  type HttpHandler,
+  type RawWebSocketHandler,
+  Route,
+  type WebSocketHandler,
+  type WebSocketRouteOptions,
+} from "./route-builder.js";
+export {
+  DEFAULT_HANDSHAKE_TIMEOUT,
+  DEFAULT_MAX_HEADER_SIZE,
+  type Plugin,
+  WebSockets,
+  type WebSocketsConfig,
+  type WebSocketsOptions,
+} from "./websockets-plugin.js";

@@ -1,0 +1,136 @@
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import { acceptResponseHead, Connection, errorResponse, validateUpgradeRequest } from "../protocol/index.js";
+import type { RouteMatch } from "../routing/index.js";
+import { DefaultWebSocketSession, type ManagedSession, RawWebSocketSession } from "../session/index.js";
+import { Rejection, UpgradeCall } from "./call.js";
+import type { RouteEntry } from "./route-builder.js";
+import { STATUS_TEXT } from "./status-text.js";
+import type { WebSocketsConfig } from "./websockets-plugin.js";
+
+type WsEntry = Extract<RouteEntry, { kind: "ws" }>;
+export type AnySession = ManagedSession;
+
+/** What the upgrade path needs from the application. */
+export interface UpgradeHost {
+  readonly config: WebSocketsConfig;
+  readonly accepting: boolean;
+  reportError(error: unknown, kind: "handler" | "protocol" | "http"): void;
+  sessionStarted(session: AnySession): void;
+  sessionEnded(session: AnySession): void;
+}
+
+/** Answers an upgrade request with an HTTP error and closes the socket. */
+export function refuse(
+  socket: Duplex,
+  status: number,
+  body: string,
+  headers: Readonly<Record<string, string>> = {},
+): void {
+  if (socket.destroyed) return;
+  socket.end(errorResponse(status, STATUS_TEXT[status] ?? "Error", body, headers));
+  // A client that never reads its answer must not hold the socket.
+  setTimeout(() => socket.destroy(), 1000).unref();
+}
+
+/**
+ * Runs a WebSocket opening handshake against the routes that matched the path (RFC 6455 §4.2):
+ * validate, check the origin, pick the route by subprotocol, run `beforeUpgrade`, then answer 101 and
+ * start the session with its handler.
+ */
+export async function upgrade(
+  host: UpgradeHost,
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  matches: ReadonlyArray<RouteMatch<RouteEntry>>,
+  path: string,
+  rawQuery: string,
+): Promise<void> {
+  const checked = validateUpgradeRequest(req);
+  if (!checked.ok)
+    return refuse(socket, checked.error.status, `${checked.error.message}\n`, checked.error.headers);
+  const config = host.config;
+  const origin = typeof req.headers.origin === "string" ? req.headers.origin : undefined;
+  if (!config.originAllowed(origin)) return refuse(socket, 403, "Origin not allowed\n");
+
+  const offered = checked.value.protocols;
+  let chosen: { entry: WsEntry; params: Readonly<Record<string, string>> } | undefined;
+  for (const m of matches) {
+    const e = m.value;
+    if (e.kind === "ws" && (e.protocol === undefined || offered.includes(e.protocol))) {
+      chosen = { entry: e, params: m.params };
+      break;
+    }
+  }
+  if (!chosen) {
+    const supported = matches.flatMap((m) =>
+      m.value.kind === "ws" && m.value.protocol ? [m.value.protocol] : [],
+    );
+    return refuse(
+      socket,
+      400,
+      `Unsupported subprotocol: offered [${offered.join(", ")}], this route speaks [${supported.join(", ")}]\n`,
+    );
+  }
+  const { entry } = chosen;
+  const call = new UpgradeCall(req, chosen.params, path, rawQuery);
+  call.protocol = entry.protocol;
+
+  let data: unknown;
+  if (entry.beforeUpgrade) {
+    const timer = setTimeout(() => socket.destroy(), config.handshakeTimeout);
+    try {
+      data = await entry.beforeUpgrade(call);
+    } catch (error) {
+      clearTimeout(timer);
+      host.reportError(error, "handler");
+      return refuse(socket, 500, "Internal Server Error\n");
+    }
+    clearTimeout(timer);
+    if (data instanceof Rejection) return refuse(socket, data.status, data.body, data.headers);
+  }
+  if (socket.destroyed || !host.accepting) return refuse(socket, 503, "Server shutting down\n");
+
+  const options = config.session;
+  const connection = new Connection({
+    side: "server",
+    maxMessageSize: options.maxFrameSize,
+    maxFragments: options.maxFragments,
+    mode: entry.raw ? "frames" : "messages",
+    autoPong: entry.autoPong,
+  });
+  socket.write(acceptResponseHead(checked.value.key, { protocol: entry.protocol }));
+  const sessionOptions = entry.raw ? { ...options, pingPeriod: 0 } : options;
+  const Session = entry.raw ? RawWebSocketSession : DefaultWebSocketSession;
+  const session: AnySession = new Session<UpgradeCall, unknown>(
+    socket,
+    connection,
+    sessionOptions,
+    call,
+    data,
+    {
+      onError: (error, kind) => host.reportError(error, kind),
+      onEnd: () => host.sessionEnded(session),
+    },
+    [],
+    entry.protocol,
+  );
+  host.sessionStarted(session);
+  session.receiveHead(head);
+  runHandler(session, entry.handler as unknown as (s: AnySession) => unknown);
+}
+
+function runHandler(session: AnySession, handler: (s: AnySession) => unknown): void {
+  let result: unknown;
+  try {
+    result = handler(session);
+  } catch (error) {
+    session.handlerFinished(error);
+    return;
+  }
+  Promise.resolve(result).then(
+    () => session.handlerFinished(),
+    (error: unknown) => session.handlerFinished(error),
+  );
+}

@@ -1,0 +1,40 @@
+/**
+ * sockway: a WebSocket server framework for Node.js in the style of Ktor's server WebSockets.
+ *
+ *   const app = createApp().install(WebSockets, { pingPeriod: 30_000 });
+ *   app.routing((r) => r.webSocket("/echo", async (session) => {
+ *     for await (const frame of session.incoming) await session.send(frame);
+ *   }));
+ *   await app.listen({ port: 8080 });
+ */
+export * from "./app/index.js";
+export {
+  CloseCode,
+  HandshakeError,
+  type HandshakeErrorCode,
+  ProtocolError,
+  type ProtocolErrorCode,
+  UsageError,
+  type UsageErrorCode,
+} from "./protocol/index.js";
+export type { PathParams } from "./routing/index.js";
+export {
+  BinaryFrame,
+  CloseFrame,
+  CloseReason,
+  ContinuationFrame,
+  DEFAULT_SESSION_OPTIONS,
+  DefaultWebSocketSession,
+  Frame,
+  type MessageFrame,
+  PingFrame,
+  PongFrame,
+  RawWebSocketSession,
+  type Sendable,
+  SessionError,
+  type SessionErrorCode,
+  type SessionOptions,
+  TextFrame,
+  type WebSocketFrame,
+  WebSocketSession,
+} from "./session/index.js";

@@ -1,0 +1,22 @@
+import { CloseCode } from "../protocol/index.js";
+
+const NAMES = new Map<number, string>(Object.entries(CloseCode).map(([name, code]) => [code, name]));
+
+/** Why a session ended: a close code (see `CloseReason.Codes`) and a message. */
+export class CloseReason {
+  static readonly Codes = CloseCode;
+
+  constructor(
+    readonly code: number,
+    readonly message = "",
+  ) {}
+
+  /** The registered name of the code ("Normal", "GoingAway", ...), if it has one. */
+  get knownReason(): string | undefined {
+    return NAMES.get(this.code);
+  }
+
+  toString(): string {
+    return `CloseReason(${this.knownReason ?? this.code}${this.message ? `, ${this.message}` : ""})`;
+  }
+}
