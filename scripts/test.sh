@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Third-party peers for the interop tests: Python websockets and headless Chromium.
 need=()
-python3 -c 'import websockets' 2>/dev/null || need+=(python3-websockets)
+/usr/bin/python3 -c 'import websockets' 2>/dev/null || need+=(python3-websockets)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
