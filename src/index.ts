@@ -9,6 +9,12 @@
  */
 export * from "./app/index.js";
 export {
+  type MessageCodec,
+  type PermessageDeflateOptions,
+  permessageDeflate,
+  type ServerExtension,
+} from "./extensions/index.js";
+export {
   CloseCode,
   HandshakeError,
   type HandshakeErrorCode,

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
+import { type NegotiatedExtensions, negotiateExtensions } from "../extensions/index.js";
 import { acceptResponseHead, Connection, errorResponse, validateUpgradeRequest } from "../protocol/index.js";
 import type { RouteMatch } from "../routing/index.js";
 import { DefaultWebSocketSession, type ManagedSession, RawWebSocketSession } from "../session/index.js";
@@ -7,6 +8,12 @@ import { Rejection, UpgradeCall } from "./call.js";
 import type { RouteEntry } from "./route-builder.js";
 import { STATUS_TEXT } from "./status-text.js";
 import type { WebSocketsConfig } from "./websockets-plugin.js";
+
+const NO_EXTENSIONS: NegotiatedExtensions = Object.freeze({
+  header: undefined,
+  accepted: [],
+  createCodec: undefined,
+});
 
 type WsEntry = Extract<RouteEntry, { kind: "ws" }>;
 export type AnySession = ManagedSession;
@@ -93,29 +100,34 @@ export async function upgrade(
   if (socket.destroyed || !host.accepting) return refuse(socket, 503, "Server shutting down\n");
 
   const options = config.session;
+  // Raw sessions see frames as they are on the wire, so no extension is negotiated for them.
+  const negotiated = entry.raw
+    ? NO_EXTENSIONS
+    : negotiateExtensions(config.extensions, checked.value.extensions);
   const connection = new Connection({
+    rsv1: negotiated.createCodec !== undefined,
     side: "server",
     maxMessageSize: options.maxFrameSize,
     maxFragments: options.maxFragments,
     mode: entry.raw ? "frames" : "messages",
     autoPong: entry.autoPong,
   });
-  socket.write(acceptResponseHead(checked.value.key, { protocol: entry.protocol }));
+  socket.write(
+    acceptResponseHead(checked.value.key, { protocol: entry.protocol, extensions: negotiated.header }),
+  );
   const sessionOptions = entry.raw ? { ...options, pingPeriod: 0 } : options;
   const Session = entry.raw ? RawWebSocketSession : DefaultWebSocketSession;
-  const session: AnySession = new Session<UpgradeCall, unknown>(
-    socket,
-    connection,
-    sessionOptions,
+  const session: AnySession = new Session<UpgradeCall, unknown>(socket, connection, sessionOptions, {
     call,
     data,
-    {
+    hooks: {
       onError: (error, kind) => host.reportError(error, kind),
       onEnd: () => host.sessionEnded(session),
     },
-    [],
-    entry.protocol,
-  );
+    extensions: negotiated.accepted,
+    protocol: entry.protocol,
+    codec: negotiated.createCodec?.(),
+  });
   host.sessionStarted(session);
   session.receiveHead(head);
   runHandler(session, entry.handler as unknown as (s: AnySession) => unknown);

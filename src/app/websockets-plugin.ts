@@ -1,3 +1,4 @@
+import type { ServerExtension } from "../extensions/index.js";
 import { resolveSessionOptions, type SessionOptions } from "../session/index.js";
 import { AppError } from "./errors.js";
 
@@ -13,6 +14,11 @@ export interface WebSocketsOptions extends Partial<SessionOptions> {
    * origins ("https://example.com"), or a predicate. Others get 403. Default: any origin.
    */
   allowedOrigins?: readonly string[] | ((origin: string | undefined) => boolean);
+  /**
+   * Extensions to negotiate, in order of our preference: `[permessageDeflate({ threshold: 1024 })]`.
+   * Default: none.
+   */
+  extensions?: readonly ServerExtension[];
   /** Milliseconds for a client to send its whole upgrade request (and for `beforeUpgrade`); default 10 s. */
   handshakeTimeout?: number;
   /** Largest request head in bytes, when sockway runs the server (`listen`); default 8 KiB. Larger: 431. */
@@ -22,6 +28,7 @@ export interface WebSocketsOptions extends Partial<SessionOptions> {
 /** The plugin's resolved configuration. */
 export interface WebSocketsConfig {
   session: SessionOptions;
+  extensions: readonly ServerExtension[];
   originAllowed: (origin: string | undefined) => boolean;
   handshakeTimeout: number;
   maxHeaderSize: number;
@@ -45,7 +52,14 @@ export const WebSockets: Plugin<WebSocketsOptions, WebSocketsConfig> = {
     if (options.masking) {
       throw new AppError("INVALID_OPTION", "masking: a server must not mask its frames (RFC 6455 §5.1)");
     }
-    const { allowedOrigins, handshakeTimeout, maxHeaderSize, masking: _masking, ...sessionOptions } = options;
+    const {
+      allowedOrigins,
+      handshakeTimeout,
+      maxHeaderSize,
+      extensions,
+      masking: _masking,
+      ...sessionOptions
+    } = options;
     let session: SessionOptions;
     try {
       session = resolveSessionOptions(sessionOptions);
@@ -54,6 +68,7 @@ export const WebSockets: Plugin<WebSocketsOptions, WebSocketsConfig> = {
     }
     return {
       session,
+      extensions: [...(extensions ?? [])],
       originAllowed: originPolicy(allowedOrigins),
       handshakeTimeout: positiveInteger("handshakeTimeout", handshakeTimeout, DEFAULT_HANDSHAKE_TIMEOUT),
       maxHeaderSize: positiveInteger("maxHeaderSize", maxHeaderSize, DEFAULT_MAX_HEADER_SIZE),

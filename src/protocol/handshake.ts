@@ -132,7 +132,7 @@ export function acceptResponseHead(
       throw new TypeError(`subprotocol ${JSON.stringify(options.protocol)} is not a token`);
     head += `Sec-WebSocket-Protocol: ${options.protocol}\r\n`;
   }
-  if (options.extensions) head += `Sec-WebSocket-Extensions: ${options.extensions}\r\n`;
+  if (options.extensions) head += headerLine("Sec-WebSocket-Extensions", options.extensions);
   for (const [name, value] of Object.entries(options.headers ?? {})) head += headerLine(name, value);
   return `${head}\r\n`;
 }

@@ -11,9 +11,10 @@ import { WebSocketSession } from "./session.js";
 export class DefaultWebSocketSession<C = unknown, D = unknown> extends WebSocketSession<MessageFrame, C, D> {
   protected onProtocolEvent(event: ProtocolEvent): void {
     if (event.type === "text" || event.type === "binary") {
-      this.incoming.push(WebSocketSession.messageFrame(event.type, event.data));
+      const type = event.type;
+      this.receiveMessage(event, (payload) => WebSocketSession.messageFrame(type, payload));
     } else if (event.type === "close") {
-      this.incoming.end();
+      this.endIncoming();
     }
   }
 

@@ -38,7 +38,7 @@ export class RawWebSocketSession<C = unknown, D = unknown> extends WebSocketSess
           payload.write(event.reason, 2);
         }
         this.incoming.push(new CloseFrame(payload));
-        this.incoming.end();
+        this.endIncoming();
         return;
       }
       default:

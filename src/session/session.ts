@@ -1,9 +1,15 @@
 import type { Duplex } from "node:stream";
+import type { MessageCodec } from "../extensions/index.js";
 import {
   CloseCode,
   type Connection,
-  type ProtocolError,
+  type ExtensionOffer,
+  isValidUtf8,
+  type MessageEvent,
+  Opcode,
+  ProtocolError,
   type ProtocolEvent,
+  toBuffer,
   UsageError,
 } from "../protocol/index.js";
 import { CloseReason } from "./close-reason.js";
@@ -11,6 +17,7 @@ import { SessionError } from "./errors.js";
 import { BinaryFrame, type MessageFrame, TextFrame, type WebSocketFrame } from "./frames.js";
 import { IncomingQueue } from "./incoming-queue.js";
 import type { SessionOptions } from "./options.js";
+import { OrderedPipeline } from "./ordered-pipeline.js";
 
 /** Why a session reports to the error hook: the application's handler failed, or the peer broke the protocol. */
 export type SessionErrorKind = "handler" | "protocol";
@@ -34,7 +41,19 @@ export interface ManagedSession {
   terminate(): void;
 }
 
+/** How a session is put together by the app layer. */
+export interface SessionSetup<C, D> {
+  call: C;
+  data: D;
+  hooks?: SessionHooks;
+  extensions?: readonly ExtensionOffer[];
+  protocol?: string | undefined;
+  codec?: MessageCodec | undefined;
+}
+
 const RESOLVED: Promise<void> = Promise.resolve();
+const PAUSED_BY_QUEUE = 1;
+const PAUSED_BY_DECODING = 2;
 const noop = () => {};
 
 /**
@@ -72,30 +91,43 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   private pingCounter = 0;
   private expectedPong: Buffer | undefined;
 
+  /** Request information: path parameters, headers, query, remote address. */
+  readonly call: C;
+  /** Negotiated extensions, as the response header listed them. */
+  readonly extensions: readonly ExtensionOffer[];
+  /** The subprotocol agreed in the handshake, if any. */
+  readonly protocol: string | undefined;
+  private readonly hooks: SessionHooks;
+  /** The negotiated extension's message codec (permessage-deflate), if any. */
+  private readonly codec: MessageCodec | undefined;
+  /** Messages waiting for the codec, in order: received ones and ones to send. */
+  private readonly inbound = new OrderedPipeline();
+  private readonly outbound = new OrderedPipeline();
+  /** Reasons reads are paused: the queue is full, or too much is waiting to be decoded. */
+  private pausedFor = 0;
+
   constructor(
     protected readonly socket: Duplex,
     connection: Connection,
     options: SessionOptions,
-    /** Request information: path parameters, headers, query, remote address. */
-    readonly call: C,
-    data: D,
-    private readonly hooks: SessionHooks = {},
-    /** Negotiated extensions, as the response header listed them. */
-    readonly extensions: readonly string[] = [],
-    /** The subprotocol agreed in the handshake, if any. */
-    readonly protocol: string | undefined = undefined,
+    setup: SessionSetup<C, D>,
   ) {
     this.connection = connection;
     this.options = { ...options };
-    this.data = data;
+    this.call = setup.call;
+    this.data = setup.data;
+    this.hooks = setup.hooks ?? {};
+    this.extensions = setup.extensions ?? [];
+    this.protocol = setup.protocol;
+    this.codec = setup.codec;
     this.signal = this.abort.signal;
     this.closeReason = new Promise((resolve) => {
       this.resolveCloseReason = resolve;
     });
     this.incoming = new IncomingQueue<F>(
       options.incomingBufferLimit,
-      () => socket.pause(),
-      () => socket.resume(),
+      () => this.pauseReading(PAUSED_BY_QUEUE),
+      () => this.resumeReading(PAUSED_BY_QUEUE),
     );
     (socket as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
     socket.on("data", this.onData);
@@ -130,9 +162,9 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     return this.options.maxFrameSize;
   }
 
-  /** Bytes accepted by `send` and not yet handed to the kernel. */
+  /** Bytes accepted by `send` and not yet handed to the kernel (including messages being compressed). */
   get bufferedAmount(): number {
-    return this.pendingBytes + this.socket.writableLength;
+    return this.pendingBytes + this.outbound.bytes + this.socket.writableLength;
   }
 
   /** True until the session starts closing. */
@@ -161,18 +193,68 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
         ),
       );
     }
+    const message = this.codec ? asMessage(data) : undefined;
+    if (message) return this.sendThroughCodec(this.codec!, message.opcode, message.bytes);
+    // Behind a message that is still being encoded, later data waits its turn.
+    if (!this.outbound.idle)
+      return this.outbound.run(size, () => this.queueData(data, size)).then(this.afterQueued);
     try {
-      if (typeof data === "string") this.connection.sendText(data);
-      else if (data instanceof Uint8Array) this.connection.sendBinary(data);
-      else this.sendFrame(data);
+      this.queueData(data, size);
     } catch (error) {
       return Promise.reject(error);
     }
+    return this.afterQueued();
+  }
+
+  private queueData(data: Sendable, size: number): void {
+    if (typeof data === "string") this.connection.sendText(data);
+    else if (data instanceof Uint8Array) this.connection.sendBinary(data);
+    else this.sendFrame(data);
     this.pendingBytes += size;
     this.scheduleFlush();
+  }
+
+  private sendThroughCodec(codec: MessageCodec, opcode: number, bytes: Buffer): Promise<void> {
+    const size = bytes.length;
+    if (this.outbound.idle) {
+      let encoding: Promise<Buffer | undefined> | undefined;
+      try {
+        encoding = codec.encode(bytes);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      if (encoding === undefined) {
+        // Under the threshold: sent as it is, synchronously.
+        this.queueMessage(opcode, bytes, undefined);
+        return this.afterQueued();
+      }
+      const started = encoding;
+      return this.outbound
+        .run(size, async () => this.queueMessage(opcode, bytes, await started))
+        .then(this.afterQueued, this.encodeFailed);
+    }
+    return this.outbound
+      .run(size, async () => this.queueMessage(opcode, bytes, await codec.encode(bytes)))
+      .then(this.afterQueued, this.encodeFailed);
+  }
+
+  private queueMessage(opcode: number, original: Buffer, encoded: Buffer | undefined): void {
+    if (this.connection.closeSent) throw this.closedError(); // the peer closed while we were encoding
+    if (encoded === undefined) this.connection.sendFrame(opcode, original);
+    else this.connection.sendFrame(opcode, encoded, { rsv1: true });
+    this.pendingBytes += encoded?.length ?? original.length;
+    this.scheduleFlush();
+  }
+
+  private readonly encodeFailed = (error: unknown): never => {
+    if (!(error instanceof SessionError)) this.failWith(error);
+    throw error;
+  };
+
+  private readonly afterQueued = (): Promise<void> => {
     if (this.bufferedAmount <= this.options.outgoingHighWaterMark) return RESOLVED;
     return new Promise((resolve, reject) => this.drainWaiters.push({ resolve, reject }));
-  }
+  };
 
   /** Resolves when everything sent so far has been handed to the kernel. */
   flush(): Promise<void> {
@@ -224,6 +306,72 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   }
 
   // ---- reading ----------------------------------------------------------------------------------
+
+  /**
+   * Delivers a whole received message to `incoming`, decoding it first when the extension compressed it.
+   * Order is kept: a message never overtakes one that is still being decoded.
+   */
+  protected receiveMessage(event: MessageEvent, make: (payload: Buffer) => F): void {
+    if (!event.compressed && this.inbound.idle) {
+      this.incoming.push(make(event.data));
+      return;
+    }
+    const codec = this.codec;
+    this.inbound
+      .run(event.data.length, async () => {
+        let payload = event.data;
+        if (event.compressed && codec) {
+          payload = await codec.decode(payload, this.options.maxFrameSize);
+          if (event.type === "text" && !isValidUtf8(payload)) {
+            throw new ProtocolError(
+              "INVALID_UTF8",
+              CloseCode.InvalidPayload,
+              "text message is not valid UTF-8",
+            );
+          }
+        }
+        this.incoming.push(make(payload));
+      })
+      .catch((error: unknown) => this.failWith(error))
+      .finally(() => {
+        if (this.inbound.bytes <= this.options.incomingBufferLimit / 2)
+          this.resumeReading(PAUSED_BY_DECODING);
+      });
+    if (this.inbound.bytes > this.options.incomingBufferLimit) this.pauseReading(PAUSED_BY_DECODING);
+  }
+
+  /** Ends `incoming` once every message before this point has been delivered. */
+  protected endIncoming(): void {
+    if (this.inbound.idle) this.incoming.end();
+    else void this.inbound.run(0, () => this.incoming.end());
+  }
+
+  private pauseReading(reason: number): void {
+    if (this.pausedFor === 0) this.socket.pause();
+    this.pausedFor |= reason;
+  }
+
+  private resumeReading(reason: number): void {
+    if ((this.pausedFor & reason) === 0) return;
+    this.pausedFor &= ~reason;
+    if (this.pausedFor === 0 && !this.finished) this.socket.resume();
+  }
+
+  /** Fails the connection from above the core (a codec error): its close code, or 1011. */
+  private failWith(error: unknown): void {
+    if (this.finished) return;
+    const failure =
+      error instanceof ProtocolError
+        ? error
+        : new ProtocolError(
+            "EXTENSION_FAILED",
+            CloseCode.InternalError,
+            error instanceof Error ? error.message : String(error),
+          );
+    this.connection.fail(failure);
+    this.onFailure(failure);
+    this.closeTransport();
+  }
 
   /** Feeds bytes that arrived with the upgrade request (the `head` of node:http's upgrade event). */
   receiveHead(head: Buffer): void {
@@ -312,6 +460,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   private readonly sendKeepalivePing = (): void => {
     this.pingTimer = undefined;
     if (this.finished || this.connection.state !== "open") return;
+    this.codec?.releaseIdle?.();
     const payload = Buffer.allocUnsafe(4);
     payload.writeUInt32BE(++this.pingCounter >>> 0);
     this.expectedPong = payload;
@@ -350,6 +499,11 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
 
   private startClose(code: number, reason: string): void {
     if (this.finished) return;
+    // Messages accepted before the close go out before it.
+    if (!this.outbound.idle) {
+      void this.outbound.run(0, () => this.startClose(code, reason));
+      return;
+    }
     try {
       if (this.connection.sendClose(code, reason)) {
         this.localReason ??= new CloseReason(code, reason);
@@ -395,7 +549,8 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
       received && received.code !== CloseCode.Abnormal
         ? new CloseReason(received.code, received.reason)
         : (this.localReason ?? new CloseReason(CloseCode.Abnormal, ""));
-    this.incoming.end();
+    this.endIncoming();
+    this.codec?.close();
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
     for (const w of waiters) w.reject(this.closedError());
@@ -421,4 +576,13 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   protected static messageFrame(type: "text" | "binary", data: Buffer): MessageFrame {
     return type === "text" ? new TextFrame(data) : new BinaryFrame(data);
   }
+}
+
+/** A whole text or binary message in any of the forms `send` takes; undefined for control frames and fragments. */
+function asMessage(data: Sendable): { opcode: number; bytes: Buffer } | undefined {
+  if (typeof data === "string") return { opcode: Opcode.Text, bytes: Buffer.from(data, "utf8") };
+  if (data instanceof Uint8Array) return { opcode: Opcode.Binary, bytes: toBuffer(data) };
+  if ((data.type === "text" || data.type === "binary") && data.fin && !data.rsv1)
+    return { opcode: data.opcode, bytes: data.data };
+  return undefined;
 }

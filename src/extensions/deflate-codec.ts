@@ -1,0 +1,172 @@
+import { constants, createDeflateRaw, createInflateRaw, type DeflateRaw, type InflateRaw } from "node:zlib";
+import { CloseCode, ProtocolError } from "../protocol/index.js";
+import type { MessageCodec } from "./extension.js";
+import type { ConcurrencyLimiter } from "./zlib-limiter.js";
+
+/** The empty stored block that ends a sync flush; stripped when sending, restored when receiving (RFC 7692 §7.2). */
+const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
+
+export interface DeflateCodecOptions {
+  /** Window bits for compressing (what the client allowed us). */
+  deflateWindowBits: number;
+  /** Window bits for decompressing (what we allowed the client). */
+  inflateWindowBits: number;
+  /** Reset our compression context after every message (server_no_context_takeover). */
+  deflateNoContextTakeover: boolean;
+  /** The client resets its context after every message (client_no_context_takeover). */
+  inflateNoContextTakeover: boolean;
+  level: number;
+  memLevel: number;
+  /** Messages smaller than this many bytes are sent uncompressed. */
+  threshold: number;
+  limiter: ConcurrencyLimiter;
+}
+
+/**
+ * permessage-deflate for one session. zlib streams are created on first use and freed on `close`. With
+ * no context takeover in a direction, that direction's stream is reset after each message and freed by
+ * `releaseIdle` when it went unused since the previous call (the session calls it on its keepalive
+ * rhythm), so an idle session holds no zlib memory there. With context takeover the window is state the
+ * peer relies on, and it lives as long as the session.
+ */
+export class DeflateCodec implements MessageCodec {
+  private inflater: InflateRaw | undefined;
+  private deflater: DeflateRaw | undefined;
+  private closed = false;
+  private inflaterUsed = false;
+  private deflaterUsed = false;
+
+  constructor(private readonly options: DeflateCodecOptions) {}
+
+  decode(data: Buffer, maxSize: number): Promise<Buffer> {
+    return this.options.limiter.run(() => this.inflate(data, maxSize));
+  }
+
+  encode(data: Buffer): Promise<Buffer | undefined> | undefined {
+    if (data.length < this.options.threshold) return undefined;
+    return this.options.limiter.run(() => this.deflate(data));
+  }
+
+  releaseIdle(): void {
+    if (this.options.inflateNoContextTakeover && !this.inflaterUsed) this.release("inflater");
+    if (this.options.deflateNoContextTakeover && !this.deflaterUsed) this.release("deflater");
+    this.inflaterUsed = this.deflaterUsed = false;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.inflater?.close();
+    this.deflater?.close();
+    this.inflater = this.deflater = undefined;
+  }
+
+  private inflate(data: Buffer, maxSize: number): Promise<Buffer> {
+    if (this.closed)
+      return Promise.reject(new ProtocolError("EXTENSION_FAILED", CloseCode.InternalError, "codec closed"));
+    // zlib turns a requested window of 8 into 9; a larger window always decodes a smaller one's output.
+    const inflater = (this.inflater ??= createInflateRaw({
+      windowBits: Math.max(9, this.options.inflateWindowBits),
+    }));
+    this.inflaterUsed = true;
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let failed = false;
+      const cleanup = () => {
+        inflater.off("data", onData);
+        inflater.off("error", onError);
+      };
+      const fail = (error: ProtocolError) => {
+        if (failed) return;
+        failed = true;
+        cleanup();
+        // The stream's state is unusable now; drop it (the session is failing anyway).
+        this.inflater = undefined;
+        inflater.close();
+        reject(error);
+      };
+      const onData = (chunk: Buffer) => {
+        size += chunk.length;
+        // Checked while inflating: a bomb stops here, without inflating the rest (RFC 7692 §8.1 caution).
+        if (size > maxSize) {
+          fail(
+            new ProtocolError(
+              "MESSAGE_TOO_BIG",
+              CloseCode.MessageTooBig,
+              `inflated message exceeds ${maxSize} bytes`,
+            ),
+          );
+          return;
+        }
+        chunks.push(chunk);
+      };
+      const onError = (error: Error) => {
+        fail(
+          new ProtocolError(
+            "EXTENSION_FAILED",
+            CloseCode.InvalidPayload,
+            `invalid compressed data: ${error.message}`,
+          ),
+        );
+      };
+      inflater.on("data", onData);
+      inflater.on("error", onError);
+      inflater.write(data);
+      inflater.write(TAIL);
+      inflater.flush(() => {
+        if (failed) return;
+        cleanup();
+        if (this.options.inflateNoContextTakeover) inflater.reset();
+        resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+      });
+    });
+  }
+
+  private deflate(data: Buffer): Promise<Buffer> {
+    if (this.closed)
+      return Promise.reject(new ProtocolError("EXTENSION_FAILED", CloseCode.InternalError, "codec closed"));
+    const deflater = (this.deflater ??= createDeflateRaw({
+      windowBits: this.options.deflateWindowBits,
+      level: this.options.level,
+      memLevel: this.options.memLevel,
+    }));
+    this.deflaterUsed = true;
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const onData = (chunk: Buffer) => {
+        chunks.push(chunk);
+        size += chunk.length;
+      };
+      const onError = (error: Error) => {
+        deflater.off("data", onData);
+        this.deflater = undefined;
+        reject(
+          new ProtocolError(
+            "EXTENSION_FAILED",
+            CloseCode.InternalError,
+            `compression failed: ${error.message}`,
+          ),
+        );
+      };
+      deflater.on("data", onData);
+      deflater.once("error", onError);
+      deflater.write(data);
+      deflater.flush(constants.Z_SYNC_FLUSH, () => {
+        deflater.off("data", onData);
+        deflater.off("error", onError);
+        let out = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+        // A sync flush ends with the empty stored block 00 00 FF FF: leave it off (§7.2.1).
+        if (out.length >= 4 && out.subarray(out.length - 4).equals(TAIL))
+          out = out.subarray(0, out.length - 4);
+        if (this.options.deflateNoContextTakeover) deflater.reset();
+        resolve(out);
+      });
+    });
+  }
+
+  private release(which: "inflater" | "deflater"): void {
+    this[which]?.close();
+    this[which] = undefined;
+  }
+}

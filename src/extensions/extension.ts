@@ -1,0 +1,36 @@
+import type { ExtensionOffer } from "../protocol/index.js";
+
+/**
+ * A server-side WebSocket extension (RFC 6455 §9). Given the client's offers for its name, in the
+ * client's order of preference, it accepts one (returning the response parameters and a factory for
+ * the per-session codec) or declines them all.
+ */
+export interface ServerExtension {
+  readonly name: string;
+  negotiate(offers: readonly ExtensionOffer[]): AcceptedExtension | undefined;
+}
+
+export interface AcceptedExtension {
+  /** What goes into the response's Sec-WebSocket-Extensions. */
+  readonly response: ExtensionOffer;
+  /** Creates the codec of one session. Creation must be cheap: allocate lazily on first use. */
+  createCodec(): MessageCodec;
+}
+
+/**
+ * Transforms whole messages for one session. Calls for one direction never overlap: the session waits
+ * for each result before the next call in that direction.
+ */
+export interface MessageCodec {
+  /**
+   * Decodes one received message whose first frame had RSV1 set. Rejects with a `ProtocolError`
+   * (1009 when the result would exceed `maxSize`, 1007 when the data is corrupt).
+   */
+  decode(data: Buffer, maxSize: number): Promise<Buffer>;
+  /** Encodes one message to send, or resolves undefined to send it as it is (e.g. under a threshold). */
+  encode(data: Buffer): Promise<Buffer | undefined> | undefined;
+  /** Frees memory that went unused since the previous call; called periodically by the session. */
+  releaseIdle?(): void;
+  /** Frees everything (zlib streams); the codec is not used again. */
+  close(): void;
+}
