@@ -11,9 +11,9 @@ export class ChatRooms {
   }
 
   join(room: string, member: Member): void {
-    let members = this.rooms.get(room);
-    if (!members) this.rooms.set(room, (members = new Set()));
+    const members = this.rooms.get(room) ?? new Set<Member>();
     members.add(member);
+    this.rooms.set(room, members);
   }
 
   leave(room: string, member: Member): void {

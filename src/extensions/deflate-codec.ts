@@ -125,11 +125,12 @@ export class DeflateCodec implements MessageCodec {
   private deflate(data: Buffer): Promise<Buffer> {
     if (this.closed)
       return Promise.reject(new ProtocolError("EXTENSION_FAILED", CloseCode.InternalError, "codec closed"));
-    const deflater = (this.deflater ??= createDeflateRaw({
+    this.deflater ??= createDeflateRaw({
       windowBits: this.options.deflateWindowBits,
       level: this.options.level,
       memLevel: this.options.memLevel,
-    }));
+    });
+    const deflater = this.deflater;
     this.deflaterUsed = true;
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
