@@ -64,9 +64,8 @@ export class DeflateCodec implements MessageCodec {
     if (this.closed)
       return Promise.reject(new ProtocolError("EXTENSION_FAILED", CloseCode.InternalError, "codec closed"));
     // zlib turns a requested window of 8 into 9; a larger window always decodes a smaller one's output.
-    const inflater = (this.inflater ??= createInflateRaw({
-      windowBits: Math.max(9, this.options.inflateWindowBits),
-    }));
+    this.inflater ??= createInflateRaw({ windowBits: Math.max(9, this.options.inflateWindowBits) });
+    const inflater = this.inflater;
     this.inflaterUsed = true;
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
