@@ -1,6 +1,6 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
-import { type NegotiatedExtensions, negotiateExtensions } from "../extensions/index.js";
+import { negotiateExtensions } from "../extensions/index.js";
 import { acceptResponseHead, Connection, errorResponse, validateUpgradeRequest } from "../protocol/index.js";
 import type { RouteMatch } from "../routing/index.js";
 import { DefaultWebSocketSession, type ManagedSession, RawWebSocketSession } from "../session/index.js";
@@ -8,12 +8,6 @@ import { Rejection, UpgradeCall } from "./call.js";
 import type { RouteEntry } from "./route-builder.js";
 import { STATUS_TEXT } from "./status-text.js";
 import type { WebSocketsConfig } from "./websockets-plugin.js";
-
-const NO_EXTENSIONS: NegotiatedExtensions = Object.freeze({
-  header: undefined,
-  accepted: [],
-  createCodec: undefined,
-});
 
 type WsEntry = Extract<RouteEntry, { kind: "ws" }>;
 export type AnySession = ManagedSession;
@@ -100,10 +94,7 @@ export async function upgrade(
   if (socket.destroyed || !host.accepting) return refuse(socket, 503, "Server shutting down\n");
 
   const options = config.session;
-  // Raw sessions see frames as they are on the wire, so no extension is negotiated for them.
-  const negotiated = entry.raw
-    ? NO_EXTENSIONS
-    : negotiateExtensions(config.extensions, checked.value.extensions);
+  const negotiated = negotiateExtensions(config.extensions, checked.value.extensions);
   const connection = new Connection({
     rsv1: negotiated.createCodec !== undefined,
     side: "server",

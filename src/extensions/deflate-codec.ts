@@ -38,8 +38,8 @@ export class DeflateCodec implements MessageCodec {
 
   constructor(private readonly options: DeflateCodecOptions) {}
 
-  decode(data: Buffer, maxSize: number): Promise<Buffer> {
-    return this.options.limiter.run(() => this.inflate(data, maxSize));
+  decode(data: Buffer, maxSize: number, final = true): Promise<Buffer> {
+    return this.options.limiter.run(() => this.inflate(data, maxSize, final));
   }
 
   encode(data: Buffer): Promise<Buffer | undefined> | undefined {
@@ -60,7 +60,7 @@ export class DeflateCodec implements MessageCodec {
     this.inflater = this.deflater = undefined;
   }
 
-  private inflate(data: Buffer, maxSize: number): Promise<Buffer> {
+  private inflate(data: Buffer, maxSize: number, final: boolean): Promise<Buffer> {
     if (this.closed)
       return Promise.reject(new ProtocolError("EXTENSION_FAILED", CloseCode.InternalError, "codec closed"));
     // zlib turns a requested window of 8 into 9; a larger window always decodes a smaller one's output.
@@ -111,11 +111,11 @@ export class DeflateCodec implements MessageCodec {
       inflater.on("data", onData);
       inflater.on("error", onError);
       inflater.write(data);
-      inflater.write(TAIL);
+      if (final) inflater.write(TAIL);
       inflater.flush(() => {
         if (failed) return;
         cleanup();
-        if (this.options.inflateNoContextTakeover) inflater.reset();
+        if (final && this.options.inflateNoContextTakeover) inflater.reset();
         resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
       });
     });

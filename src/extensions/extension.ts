@@ -23,10 +23,12 @@ export interface AcceptedExtension {
  */
 export interface MessageCodec {
   /**
-   * Decodes one received message whose first frame had RSV1 set. Rejects with a `ProtocolError`
-   * (1009 when the result would exceed `maxSize`, 1007 when the data is corrupt).
+   * Decodes one received message whose first frame had RSV1 set, or, with `final` false, the next
+   * fragment of one (raw sessions decode fragment by fragment; the last call has `final` true).
+   * Rejects with a `ProtocolError` (1009 when this call's output would exceed `maxSize`, 1007 when the
+   * data is corrupt).
    */
-  decode(data: Buffer, maxSize: number): Promise<Buffer>;
+  decode(data: Buffer, maxSize: number, final?: boolean): Promise<Buffer>;
   /** Encodes one message to send, or resolves undefined to send it as it is (e.g. under a threshold). */
   encode(data: Buffer): Promise<Buffer | undefined> | undefined;
   /** Frees memory that went unused since the previous call; called periodically by the session. */

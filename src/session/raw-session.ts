@@ -1,4 +1,4 @@
-import { Opcode, type ProtocolEvent } from "../protocol/index.js";
+import { CloseCode, Opcode, ProtocolError, type ProtocolEvent, Utf8Validator } from "../protocol/index.js";
 import {
   BinaryFrame,
   CloseFrame,
@@ -14,22 +14,59 @@ import { WebSocketSession } from "./session.js";
  * A raw session (Ktor's `webSocketRaw`): `incoming` yields every frame as received, fragments and
  * control frames included. Pings are not answered for you (unless `autoPong` is set on the route) and
  * no keepalive pings are sent; the protocol rules, limits and the Close-frame echo still apply.
+ * With permessage-deflate, each fragment of a compressed message arrives inflated, RSV1 set on its first
+ * frame; whole text and binary messages sent through `send` are compressed like in the default session.
  */
 export class RawWebSocketSession<C = unknown, D = unknown> extends WebSocketSession<WebSocketFrame, C, D> {
+  // The compressed message being received, when permessage-deflate is on.
+  private compressed = false;
+  private compressedText = false;
+  private decodedSize = 0;
+  private readonly utf8 = new Utf8Validator();
+
   protected onProtocolEvent(event: ProtocolEvent): void {
     switch (event.type) {
       case "frame": {
         const { opcode, payload, fin, rsv1 } = event.frame;
         const Kind =
           opcode === Opcode.Text ? TextFrame : opcode === Opcode.Binary ? BinaryFrame : ContinuationFrame;
-        this.incoming.push(new Kind(payload, fin, rsv1));
+        if (opcode !== Opcode.Continuation) {
+          this.compressedText = rsv1 && opcode === Opcode.Text;
+          this.compressed = rsv1;
+          this.decodedSize = 0;
+        }
+        if (!this.compressed) {
+          this.enqueue(new Kind(payload, fin, rsv1));
+          return;
+        }
+        // permessage-deflate: each fragment is inflated as it comes; RSV1 stays on the first frame.
+        if (fin) this.compressed = false;
+        const checkText = this.compressedText;
+        this.decodeAndEnqueue(payload, fin, (decoded) => {
+          this.decodedSize += decoded.length;
+          if (this.decodedSize > this.maxFrameSize) {
+            throw new ProtocolError(
+              "MESSAGE_TOO_BIG",
+              CloseCode.MessageTooBig,
+              `message exceeds ${this.maxFrameSize} bytes`,
+            );
+          }
+          if (checkText && (!this.utf8.write(decoded) || (fin && !this.utf8.end()))) {
+            throw new ProtocolError(
+              "INVALID_UTF8",
+              CloseCode.InvalidPayload,
+              "text message is not valid UTF-8",
+            );
+          }
+          return new Kind(decoded, fin, rsv1);
+        });
         return;
       }
       case "ping":
-        this.incoming.push(new PingFrame(event.data));
+        this.enqueue(new PingFrame(event.data));
         return;
       case "pong":
-        this.incoming.push(new PongFrame(event.data));
+        this.enqueue(new PongFrame(event.data));
         return;
       case "close": {
         const payload = Buffer.allocUnsafe(event.code === 1005 ? 0 : 2 + Buffer.byteLength(event.reason));
@@ -37,7 +74,7 @@ export class RawWebSocketSession<C = unknown, D = unknown> extends WebSocketSess
           payload.writeUInt16BE(event.code, 0);
           payload.write(event.reason, 2);
         }
-        this.incoming.push(new CloseFrame(payload));
+        this.enqueue(new CloseFrame(payload));
         this.endIncoming();
         return;
       }

@@ -312,26 +312,44 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
    * Order is kept: a message never overtakes one that is still being decoded.
    */
   protected receiveMessage(event: MessageEvent, make: (payload: Buffer) => F): void {
-    if (!event.compressed && this.inbound.idle) {
-      this.incoming.push(make(event.data));
+    if (!event.compressed) {
+      this.enqueue(make(event.data));
       return;
     }
+    this.decodeAndEnqueue(event.data, true, (payload) => {
+      if (event.type === "text" && !isValidUtf8(payload)) {
+        throw new ProtocolError("INVALID_UTF8", CloseCode.InvalidPayload, "text message is not valid UTF-8");
+      }
+      return make(payload);
+    });
+  }
+
+  /** Puts an item in `incoming` after everything received before it. */
+  protected enqueue(item: F): void {
+    if (this.inbound.idle) this.incoming.push(item);
+    else void this.inbound.run(0, () => this.incoming.push(item));
+  }
+
+  /**
+   * Decodes compressed data (a whole message, or with `final` false one fragment of it) through the
+   * codec, in order, then hands the result to `make`. A decoding failure fails the connection.
+   */
+  protected decodeAndEnqueue(data: Buffer, final: boolean, make: (payload: Buffer) => F): void {
     const codec = this.codec;
+    if (!codec) {
+      this.failWith(
+        new ProtocolError(
+          "RESERVED_BITS_SET",
+          CloseCode.ProtocolError,
+          "compressed data without an extension",
+        ),
+      );
+      return;
+    }
     this.inbound
-      .run(event.data.length, async () => {
-        let payload = event.data;
-        if (event.compressed && codec) {
-          payload = await codec.decode(payload, this.options.maxFrameSize);
-          if (event.type === "text" && !isValidUtf8(payload)) {
-            throw new ProtocolError(
-              "INVALID_UTF8",
-              CloseCode.InvalidPayload,
-              "text message is not valid UTF-8",
-            );
-          }
-        }
-        this.incoming.push(make(payload));
-      })
+      .run(data.length, async () =>
+        this.incoming.push(make(await codec.decode(data, this.options.maxFrameSize, final))),
+      )
       .catch((error: unknown) => this.failWith(error))
       .finally(() => {
         if (this.inbound.bytes <= this.options.incomingBufferLimit / 2)
