@@ -208,7 +208,7 @@ export class Connection implements FrameSink {
       this.checkUtf8 = opcode === Opcode.Text && !h.rsv1;
     }
     if (!isControlOpcode(opcode)) {
-      if (h.length >= this.maxMessageSize - this.messageSize) {
+      if (h.length > this.maxMessageSize - this.messageSize) {
         return this.failWith(tooBig(`message exceeds the ${this.maxMessageSize}-byte limit`));
       }
       if (++this.messageFragments > this.maxFragments) {

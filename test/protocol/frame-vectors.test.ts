@@ -43,7 +43,13 @@ const vectors: Vector[] = [
     mask: KEY,
     payload: hello,
   },
-  { name: "§5.7 fragmented first frame", wire: hex("01 03 48 65 6c"), fin: false, opcode: 1, payload: hex("48656c") },
+  {
+    name: "§5.7 fragmented first frame",
+    wire: hex("01 03 48 65 6c"),
+    fin: false,
+    opcode: 1,
+    payload: hex("48656c"),
+  },
   { name: "§5.7 fragmented last frame", wire: hex("80 02 6c 6f"), opcode: 0, payload: hex("6c6f") },
   { name: "§5.7 unmasked ping", wire: hex("89 05 48 65 6c 6c 6f"), opcode: 9, payload: hello },
   {
@@ -68,7 +74,13 @@ const vectors: Vector[] = [
   },
   // Length encodings at every boundary (§5.2: 7-bit up to 125, 16-bit up to 65535, then 64-bit).
   { name: "empty text", wire: hex("81 00"), opcode: 1, payload: Buffer.alloc(0) },
-  { name: "empty masked binary", wire: hex("82 80 37 fa 21 3d"), opcode: 2, mask: KEY, payload: Buffer.alloc(0) },
+  {
+    name: "empty masked binary",
+    wire: hex("82 80 37 fa 21 3d"),
+    opcode: 2,
+    mask: KEY,
+    payload: Buffer.alloc(0),
+  },
   {
     name: "125 bytes: largest 7-bit length",
     wire: Buffer.concat([hex("82 7d"), pattern(125)]),
@@ -109,7 +121,10 @@ const vectors: Vector[] = [
   },
   {
     name: "70000 bytes masked, not final",
-    wire: Buffer.concat([hex("02 ff 00 00 00 00 00 01 11 70 01 02 03 04"), maskBytes(p70000, hex("01020304"))]),
+    wire: Buffer.concat([
+      hex("02 ff 00 00 00 00 00 01 11 70 01 02 03 04"),
+      maskBytes(p70000, hex("01020304")),
+    ]),
     fin: false,
     opcode: 2,
     mask: hex("01020304"),
@@ -117,7 +132,14 @@ const vectors: Vector[] = [
   },
   // Flag combinations.
   { name: "rsv1 on a final text frame", wire: hex("c1 01 61"), rsv1: true, opcode: 1, payload: hex("61") },
-  { name: "rsv1 on a first fragment", wire: hex("42 00"), fin: false, rsv1: true, opcode: 2, payload: hex("") },
+  {
+    name: "rsv1 on a first fragment",
+    wire: hex("42 00"),
+    fin: false,
+    rsv1: true,
+    opcode: 2,
+    payload: hex(""),
+  },
   { name: "rsv2", wire: hex("a2 00"), rsv2: true, opcode: 2, payload: hex("") },
   { name: "rsv3", wire: hex("92 00"), rsv3: true, opcode: 2, payload: hex("") },
   {
@@ -210,7 +232,9 @@ describe("RFC 6455 §5.7 examples through a Connection", () => {
     expect(feed(c, hex("89 05 48 65 6c 6c 6f"))).toEqual([{ type: "ping", data: hello }]);
     // counterFill gives the key 01 02 03 04.
     const out = Buffer.concat(c.takeOutput());
-    expect(out.equals(Buffer.concat([hex("8a 85 01 02 03 04"), maskBytes(hello, hex("01020304"))]))).toBe(true);
+    expect(out.equals(Buffer.concat([hex("8a 85 01 02 03 04"), maskBytes(hello, hex("01020304"))]))).toBe(
+      true,
+    );
   });
 
   it("a server receives the 256-byte and 64 KiB binary messages when masked", () => {

@@ -33,7 +33,11 @@ export function client(options: Omit<ConnectionOptions, "side"> = {}): Connectio
 }
 
 /** The frame's bytes as one buffer (encodeFrame may return header and payload separately). */
-export function frameBytes(opcode: number, payload: Uint8Array | string, options: EncodeOptions = {}): Buffer {
+export function frameBytes(
+  opcode: number,
+  payload: Uint8Array | string,
+  options: EncodeOptions = {},
+): Buffer {
   const data = typeof payload === "string" ? Buffer.from(payload, "utf8") : payload;
   return Buffer.concat(encodeFrame(opcode, data, options));
 }
@@ -104,7 +108,8 @@ export function parseFrames(chunks: readonly Uint8Array[]): ParseResult {
       return true;
     },
     onPayload(piece: Buffer, offset: number): boolean {
-      if (offset !== result.pendingBytes) throw new Error(`payload offset ${offset} != ${result.pendingBytes}`);
+      if (offset !== result.pendingBytes)
+        throw new Error(`payload offset ${offset} != ${result.pendingBytes}`);
       pieces.push(Buffer.from(piece));
       result.pendingBytes += piece.length;
       return true;
