@@ -71,8 +71,12 @@ export class Connection implements FrameSink {
   private readonly randomFill: ((target: Uint8Array) => void) | undefined;
   private readonly parser = new FrameParser(this);
   private events: ProtocolEvent[] = [];
+  /** Pings and pongs, each one buffer (control payloads are small enough to coalesce). */
   private urgentOutput: Buffer[] = [];
-  private output: Buffer[] = [];
+  /** Other frames, each as its buffers, so a partial take never splits a frame. */
+  private output: Buffer[][] = [];
+  private outputHead = 0;
+  private queuedBytes = 0;
 
   // The frame being received.
   private frameOpcode = 0;
@@ -134,22 +138,46 @@ export class Connection implements FrameSink {
     return events;
   }
 
-  /** Bytes to write, in order: pings/pongs first (they may overtake queued data frames), then the rest. */
-  takeOutput(): Buffer[] {
-    let out: Buffer[];
-    if (this.urgentOutput.length === 0) {
-      out = this.output;
-    } else {
-      out = this.urgentOutput;
-      for (const b of this.output) out.push(b);
-      this.urgentOutput = [];
+  /**
+   * Bytes to write, in order: pings and pongs first (they may overtake queued data frames, §5.5), then
+   * whole data/close frames until at least `limit` bytes of them are taken. What is left stays queued,
+   * where a later pong can still go ahead of it.
+   */
+  takeOutput(limit = Number.POSITIVE_INFINITY): Buffer[] {
+    const out = this.urgentOutput.length > 0 ? this.urgentOutput : [];
+    if (out.length > 0) this.urgentOutput = [];
+    const frames = this.output;
+    let i = this.outputHead;
+    let taken = 0;
+    while (i < frames.length && taken < limit) {
+      const frame = frames[i++]!;
+      for (let j = 0; j < frame.length; j++) {
+        out.push(frame[j]!);
+        taken += frame[j]!.length;
+      }
     }
-    if (out.length > 0) this.output = [];
+    this.queuedBytes -= taken;
+    if (i === frames.length) {
+      if (frames.length > 0) this.output = [];
+      this.outputHead = 0;
+    } else {
+      this.outputHead = i;
+    }
     return out;
   }
 
   get hasOutput(): boolean {
-    return this.output.length > 0 || this.urgentOutput.length > 0;
+    return this.outputHead < this.output.length || this.urgentOutput.length > 0;
+  }
+
+  /** Bytes of data and close frames queued and not yet taken (pings and pongs not counted). */
+  get bufferedBytes(): number {
+    return this.queuedBytes;
+  }
+
+  private queueFrame(frame: Buffer[]): void {
+    this.output.push(frame);
+    for (let j = 0; j < frame.length; j++) this.queuedBytes += frame[j]!.length;
   }
 
   /**
@@ -409,7 +437,7 @@ export class Connection implements FrameSink {
       this.sendingOpcode = opcode;
     }
     if (fin) this.sendingOpcode = 0;
-    for (const b of this.encode(opcode, payload, fin, rsv1)) this.output.push(b);
+    this.queueFrame(this.encode(opcode, payload, fin, rsv1));
   }
 
   private sendControl(opcode: number, data: Uint8Array): void {
@@ -427,7 +455,7 @@ export class Connection implements FrameSink {
       payload.write(reason, 2, "utf8");
     }
     this.closeSent = { code: code ?? CloseCode.NoStatusReceived, reason };
-    for (const b of this.encode(Opcode.Close, payload, true)) this.output.push(b);
+    this.queueFrame(this.encode(Opcode.Close, payload, true));
     this.state = this.closeReceived ? "closed" : "closing";
   }
 

@@ -52,6 +52,7 @@ export interface SessionSetup<C, D> {
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();
+const EMPTY = Buffer.alloc(0);
 const PAUSED_BY_QUEUE = 1;
 const PAUSED_BY_DECODING = 2;
 const noop = () => {};
@@ -83,7 +84,8 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   private ended = false; // no more sends: closing, or the handler returned
   private endedBy: "close" | "handler" = "close";
   private flushScheduled = false;
-  private pendingBytes = 0;
+  /** A zero-byte write is pending whose callback resumes writing what is still queued. */
+  private wakeupPending = false;
   private drainWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
   private pingTimer: NodeJS.Timeout | undefined;
   private pongTimer: NodeJS.Timeout | undefined;
@@ -134,7 +136,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     socket.on("end", this.onEnd);
     socket.on("close", this.finish);
     socket.on("error", this.onSocketError);
-    socket.on("drain", this.checkDrain);
+    socket.on("drain", this.onDrain);
     this.schedulePing();
   }
 
@@ -164,7 +166,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
 
   /** Bytes accepted by `send` and not yet handed to the kernel (including messages being compressed). */
   get bufferedAmount(): number {
-    return this.pendingBytes + this.outbound.bytes + this.socket.writableLength;
+    return this.connection.bufferedBytes + this.outbound.bytes + this.socket.writableLength;
   }
 
   /** True until the session starts closing. */
@@ -197,20 +199,19 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     if (message) return this.sendThroughCodec(this.codec!, message.opcode, message.bytes);
     // Behind a message that is still being encoded, later data waits its turn.
     if (!this.outbound.idle)
-      return this.outbound.run(size, () => this.queueData(data, size)).then(this.afterQueued);
+      return this.outbound.run(size, () => this.queueData(data)).then(this.afterQueued);
     try {
-      this.queueData(data, size);
+      this.queueData(data);
     } catch (error) {
       return Promise.reject(error);
     }
     return this.afterQueued();
   }
 
-  private queueData(data: Sendable, size: number): void {
+  private queueData(data: Sendable): void {
     if (typeof data === "string") this.connection.sendText(data);
     else if (data instanceof Uint8Array) this.connection.sendBinary(data);
     else this.sendFrame(data);
-    this.pendingBytes += size;
     this.scheduleFlush();
   }
 
@@ -242,7 +243,6 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     if (this.connection.closeSent) throw this.closedError(); // the peer closed while we were encoding
     if (encoded === undefined) this.connection.sendFrame(opcode, original);
     else this.connection.sendFrame(opcode, encoded, { rsv1: true });
-    this.pendingBytes += encoded?.length ?? original.length;
     this.scheduleFlush();
   }
 
@@ -259,9 +259,9 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   /** Resolves when everything sent so far has been handed to the kernel. */
   flush(): Promise<void> {
     if (this.finished) return RESOLVED;
-    this.writeOutput();
+    this.writeOutput(true);
     if (this.socket.writableLength === 0) return RESOLVED;
-    return new Promise((resolve) => this.socket.write(Buffer.alloc(0), () => resolve()));
+    return new Promise((resolve) => this.socket.write(EMPTY, () => resolve()));
   }
 
   /**
@@ -442,23 +442,45 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     if (this.connection.state === "closed") this.closeTransport();
   };
 
-  private writeOutput(): void {
-    const out = this.connection.takeOutput();
-    this.pendingBytes = 0;
+  /**
+   * Hands queued frames to the socket: pings and pongs always, data only up to the high-water mark
+   * (unless `all`), so frames still queued here can be overtaken by a later pong (§5.5).
+   */
+  private writeOutput(all = false): void {
     const socket = this.socket;
-    if (out.length === 0 || socket.destroyed || !socket.writable) return;
+    if (socket.destroyed || !socket.writable) return;
+    const budget = all
+      ? Number.POSITIVE_INFINITY
+      : this.options.outgoingHighWaterMark - socket.writableLength;
+    const out = this.connection.takeOutput(Math.max(budget, 0));
     if (out.length === 1) {
       socket.write(out[0]!);
-    } else {
+    } else if (out.length > 1) {
       socket.cork();
       for (let i = 0; i < out.length; i++) socket.write(out[i]!);
       socket.uncork();
     }
+    // More is queued here: come back when the socket has room. 'drain' only follows a refused write.
+    if (this.connection.hasOutput && !socket.writableNeedDrain && !this.wakeupPending) {
+      this.wakeupPending = true;
+      socket.write(EMPTY, this.onWakeup);
+    }
     if (this.drainWaiters.length > 0) {
-      if (socket.writableLength <= this.options.outgoingHighWaterMark) this.checkDrain();
-      else if (!socket.writableNeedDrain) socket.write(Buffer.alloc(0), this.checkDrain);
+      if (this.bufferedAmount <= this.options.outgoingHighWaterMark) this.checkDrain();
+      else if (!socket.writableNeedDrain && !this.connection.hasOutput) socket.write(EMPTY, this.checkDrain);
     }
   }
+
+  private readonly onWakeup = (): void => {
+    this.wakeupPending = false;
+    this.onDrain();
+  };
+
+  private readonly onDrain = (): void => {
+    if (this.finished) return;
+    if (this.connection.hasOutput) this.writeOutput();
+    this.checkDrain();
+  };
 
   private readonly checkDrain = (): void => {
     if (this.drainWaiters.length === 0 || this.bufferedAmount > this.options.outgoingHighWaterMark) return;
@@ -508,7 +530,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     this.ended = true;
     this.localReason ??= new CloseReason(CloseCode.InternalError, "Ping timeout");
     this.connection.sendClose(CloseCode.InternalError, "Ping timeout");
-    this.writeOutput();
+    this.writeOutput(true);
     this.socket.end();
     this.armCloseTimer(Math.min(this.options.timeout || 1000, 1000));
   };
@@ -539,7 +561,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   /** Both Close frames are through (or the connection failed): the server closes TCP first (§7.1.1). */
   private closeTransport(): void {
     if (this.closeTimer && this.socket.writableEnded) return;
-    this.writeOutput();
+    this.writeOutput(true);
     if (!this.socket.writableEnded) this.socket.end();
     // A peer that never closes its side is cut off after the timeout.
     this.armCloseTimer(this.options.timeout > 0 ? this.options.timeout : 30_000);
@@ -560,7 +582,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     clearTimeout(this.closeTimer);
     this.pingTimer = this.pongTimer = this.closeTimer = undefined;
     this.socket.off("data", this.onData);
-    this.socket.off("drain", this.checkDrain);
+    this.socket.off("drain", this.onDrain);
     if (this.connection.state !== "closed") this.connection.receiveEof();
     const received = this.connection.closeReceived;
     const reason =
