@@ -1,23 +1,33 @@
 /**
  * Chat rooms over WebSockets: open http://127.0.0.1:8080/ in two browser tabs.
- *   npm start            (PORT and HOST override the defaults)
+ *   npm start            (PORT and HOST override the defaults; DEFLATE=0 turns compression off)
  * Each room is a path parameter (`/chat/{room}`); messages go to everyone in the same room.
  */
+import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createApp, WebSockets } from "../../src/index.js";
+import { createApp, permessageDeflate, WebSockets } from "../../src/index.js";
 import { ChatRooms } from "./rooms.js";
 
 const port = Number(process.env.PORT ?? 8080);
 const host = process.env.HOST ?? "127.0.0.1";
-// Built to dist/examples/chat/; the page lives in the source tree.
-const publicDir = resolve(dirname(fileURLToPath(import.meta.url)), "../../../examples/chat/public");
+// The page lives beside the source; the built server runs from dist/examples/chat/.
+const here = dirname(fileURLToPath(import.meta.url));
+const publicDir = existsSync(resolve(here, "public"))
+  ? resolve(here, "public")
+  : resolve(here, "../../../examples/chat/public");
 
-export function createChatApp(rooms = new ChatRooms()) {
+export interface ChatOptions {
+  /** Negotiate permessage-deflate with clients that offer it (browsers do). Default true. */
+  deflate?: boolean;
+}
+
+export function createChatApp(options: ChatOptions = {}, rooms = new ChatRooms()) {
   const app = createApp().install(WebSockets, {
     pingPeriod: 20_000,
     timeout: 10_000,
     maxFrameSize: 64 * 1024,
+    extensions: options.deflate === false ? [] : [permessageDeflate({ threshold: 256 })],
   });
   app.routing((r) => {
     r.get("/", (call) => call.respondFile(resolve(publicDir, "index.html")));
@@ -54,7 +64,7 @@ export function createChatApp(rooms = new ChatRooms()) {
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const app = createChatApp();
+  const app = createChatApp({ deflate: process.env.DEFLATE !== "0" });
   const { url } = await app.listen({ port, host });
   console.log(`chat at ${url}/`);
   const stop = () => void app.stop({ grace: 2000 }).then(() => process.exit(0));

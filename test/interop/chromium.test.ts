@@ -1,0 +1,261 @@
+/**
+ * Interop with headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core): the chat example
+ * in two pages (join, broadcast, leave with 1000, rejoin), and a raw `new WebSocket(url)` against an echo
+ * route. Chromium offers permessage-deflate: the chat runs once without it and once with it negotiated.
+ */
+import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createChatApp } from "../../examples/chat/server.js";
+import type { Application } from "../../src/index.js";
+import { type EchoServer, patternBytes, startEchoApp, within } from "./echo-app.js";
+
+const TIMEOUT = 30_000;
+const MIB = 1024 * 1024;
+
+let browser: Browser;
+
+beforeAll(async () => {
+  browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+      "--disable-quic",
+    ],
+  });
+}, TIMEOUT);
+
+afterAll(async () => {
+  await browser?.close();
+}, TIMEOUT);
+
+/** Text of every item in the page's message list. */
+const messagesOf = (page: Page) => page.locator("#messages li").allTextContents();
+const statusOf = (page: Page) => page.locator("#status").textContent();
+
+describe.each([
+  { deflate: false, status: "connected (chat.v1, no extensions)" },
+  { deflate: true, status: "connected (chat.v1, permessage-deflate)" },
+])(
+  "Chromium ↔ sockway chat example (deflate: $deflate)",
+  { timeout: TIMEOUT },
+  ({ deflate, status: CONNECTED }) => {
+    let app: Application;
+    let base: string;
+    let context: BrowserContext;
+
+    beforeAll(async () => {
+      app = createChatApp({ deflate });
+      const { url } = await app.listen({ host: "127.0.0.1", port: 0 });
+      base = url;
+      context = await browser.newContext();
+    }, TIMEOUT);
+
+    afterAll(async () => {
+      await context?.close();
+      await app?.stop({ grace: 1000 });
+    }, TIMEOUT);
+
+    it("serves its page and static files", async () => {
+      const page = await fetch(`${base}/`);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toContain("<title>sockway chat</title>");
+      const script = await fetch(`${base}/static/chat.js`);
+      expect(script.status).toBe(200);
+      expect(script.headers.get("content-type")).toContain("javascript");
+    });
+
+    async function openChat(): Promise<Page> {
+      const page = await context.newPage();
+      await page.goto(`${base}/`);
+      expect(await page.title()).toBe("sockway chat");
+      return page;
+    }
+
+    async function join(page: Page, name: string, room: string): Promise<void> {
+      await page.fill("#name", name);
+      await page.fill("#room", room);
+      await page.click("#connect");
+      await expect.poll(() => statusOf(page), { timeout: 5000 }).toBe(CONNECTED);
+    }
+
+    async function say(page: Page, text: string): Promise<void> {
+      await page.fill("#text", text);
+      await page.click("#say");
+    }
+
+    it("two pages chat in one room, leave with 1000, rejoin and chat again", async () => {
+      const alice = await openChat();
+      const bob = await openChat();
+
+      await join(alice, "alice", "lobby");
+      await expect.poll(() => messagesOf(alice)).toEqual(["* alice joined lobby"]);
+      await join(bob, "bob", "lobby");
+      await expect.poll(() => messagesOf(bob)).toEqual(["* bob joined lobby"]);
+      await expect.poll(() => messagesOf(alice)).toEqual(["* alice joined lobby", "* bob joined lobby"]);
+
+      await say(bob, "hello");
+      await expect.poll(() => messagesOf(bob)).toEqual(["* bob joined lobby", "bob: hello"]);
+      await expect
+        .poll(() => messagesOf(alice))
+        .toEqual(["* alice joined lobby", "* bob joined lobby", "bob: hello"]);
+
+      await say(alice, "hi bob ✓");
+      await expect
+        .poll(() => messagesOf(bob))
+        .toEqual(["* bob joined lobby", "bob: hello", "alice: hi bob ✓"]);
+
+      // Leave: the page closes with 1000 "bye"; sockway echoes 1000.
+      await bob.click("#leave");
+      await expect.poll(() => statusOf(bob), { timeout: 5000 }).toBe("closed (1000)");
+      await expect
+        .poll(() => messagesOf(alice))
+        .toEqual([
+          "* alice joined lobby",
+          "* bob joined lobby",
+          "bob: hello",
+          "alice: hi bob ✓",
+          "* bob left",
+        ]);
+
+      // Rejoin (a new WebSocket) and talk again.
+      await bob.click("#connect");
+      await expect.poll(() => statusOf(bob), { timeout: 5000 }).toBe(CONNECTED);
+      await say(bob, "back again");
+      await expect
+        .poll(() => messagesOf(bob))
+        .toEqual([
+          "* bob joined lobby",
+          "bob: hello",
+          "alice: hi bob ✓",
+          "* bob joined lobby",
+          "bob: back again",
+        ]);
+      await expect
+        .poll(() => messagesOf(alice))
+        .toEqual([
+          "* alice joined lobby",
+          "* bob joined lobby",
+          "bob: hello",
+          "alice: hi bob ✓",
+          "* bob left",
+          "* bob joined lobby",
+          "bob: back again",
+        ]);
+      expect(await statusOf(alice)).toBe(CONNECTED);
+      const health = (await (await fetch(`${base}/health`)).json()) as unknown;
+      expect(health).toEqual({ status: "ok", rooms: 1 });
+
+      await alice.close();
+      await bob.close();
+    });
+  },
+);
+
+/**
+ * Runs in the page: opens `url`, echoes a text, a binary (ArrayBuffer) and two 1 MiB messages, closes
+ * with 1000 "done", and reports what came back (binary as base64). A string, since the project's types
+ * have no DOM.
+ */
+const PAGE_ECHO = `async ({ url, big }) => {
+  const ws = new WebSocket(url);
+  ws.binaryType = "arraybuffer";
+  const queue = [];
+  const waiters = [];
+  ws.onmessage = (e) => { const w = waiters.shift(); if (w) w(e.data); else queue.push(e.data); };
+  const closed = new Promise((resolve) => {
+    ws.onclose = (e) => resolve({ code: e.code, reason: e.reason, wasClean: e.wasClean });
+  });
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = () => reject(new Error("WebSocket error"));
+  });
+  const next = () => (queue.length > 0 ? Promise.resolve(queue.shift()) : new Promise((r) => waiters.push(r)));
+  const describe = (data) => {
+    if (typeof data === "string") return { type: "text", text: data };
+    const bytes = new Uint8Array(data);
+    let s = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    return { type: data instanceof ArrayBuffer ? "arraybuffer" : typeof data, base64: btoa(s) };
+  };
+  const pattern = (size, seed) => {
+    const out = new Uint8Array(size);
+    for (let i = 0; i < size; i++) out[i] = (i * 31 + seed + Math.floor(i / 251)) & 0xff;
+    return out;
+  };
+  const results = { protocol: ws.protocol, extensions: ws.extensions };
+  ws.send("hello from chromium ✓ 😀");
+  results.text = describe(await next());
+  ws.send(Uint8Array.from({ length: 256 }, (_, i) => i).buffer);
+  results.binary = describe(await next());
+  ws.send(pattern(big, 5).buffer);
+  results.bigBinary = describe(await next());
+  ws.send("é".repeat(big / 2));
+  results.bigText = describe(await next());
+  ws.close(1000, "done");
+  results.close = await closed;
+  return results;
+}`;
+
+interface PageEchoResults {
+  protocol: string;
+  extensions: string;
+  text: { type: string; text?: string };
+  binary: { type: string; base64?: string };
+  bigBinary: { type: string; base64?: string };
+  bigText: { type: string; text?: string };
+  close: { code: number; reason: string; wasClean: boolean };
+}
+
+describe("Chromium raw WebSocket ↔ sockway echo", { timeout: TIMEOUT }, () => {
+  let server: EchoServer;
+  let context: BrowserContext;
+
+  beforeAll(async () => {
+    server = await startEchoApp({ maxFrameSize: 4 * MIB });
+    context = await browser.newContext();
+  }, TIMEOUT);
+
+  afterAll(async () => {
+    await context?.close();
+    await server?.stop();
+  }, TIMEOUT);
+
+  it("echoes text, ArrayBuffer and 1 MiB messages, without deflate, and closes cleanly", async () => {
+    const page = await context.newPage();
+    const session = server.nextSession();
+    const run = page.evaluate(
+      `(${PAGE_ECHO})(${JSON.stringify({ url: `${server.wsBase}/echo`, big: MIB })})`,
+    );
+    const s = await within(session, 10_000, "the session");
+    const results = (await run) as PageEchoResults;
+
+    expect(String(s.call.headers["sec-websocket-extensions"])).toContain("permessage-deflate");
+    expect(s.extensions).toEqual([]);
+    expect(results.protocol).toBe("");
+    expect(results.extensions).toBe("");
+    expect(results.text).toEqual({ type: "text", text: "hello from chromium ✓ 😀" });
+    expect(results.binary).toEqual({
+      type: "arraybuffer",
+      base64: Buffer.from(Array.from({ length: 256 }, (_, i) => i)).toString("base64"),
+    });
+    expect(results.bigBinary.type).toBe("arraybuffer");
+    const bigBinary = Buffer.from(results.bigBinary.base64 ?? "", "base64");
+    expect(bigBinary.length).toBe(MIB);
+    expect(bigBinary.equals(patternBytes(MIB, 5))).toBe(true);
+    expect(results.bigText.type).toBe("text");
+    expect(results.bigText.text?.length).toBe(MIB / 2);
+    expect(results.bigText.text === "é".repeat(MIB / 2)).toBe(true);
+    expect(results.close).toEqual({ code: 1000, reason: "", wasClean: true });
+    expect(await within(s.closeReason, 5000, "the session's closeReason")).toMatchObject({
+      code: 1000,
+      message: "done",
+    });
+    await page.close();
+  });
+});
