@@ -2,15 +2,17 @@ import {
   createServer as createHttpServer,
   type IncomingMessage,
   type Server,
-  type ServerResponse,
+  ServerResponse,
 } from "node:http";
 import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from "node:https";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import { hasToken } from "../protocol/index.js";
 import { type RouteMatch, RoutePathError, RouteTree } from "../routing/index.js";
 import { HttpCall } from "./call.js";
 import { AppError } from "./errors.js";
 import { Route, type RouteEntry, type RouteHost } from "./route-builder.js";
+import { STATUS_TEXT } from "./status-text.js";
 import { type AnySession, refuse, type UpgradeHost, upgrade } from "./upgrade.js";
 import { type Plugin, WebSockets, type WebSocketsConfig } from "./websockets-plugin.js";
 
@@ -133,11 +135,13 @@ export class Application implements RouteHost, UpgradeHost {
     }
     if (matches.length === 0)
       return void res.writeHead(404, { "Content-Type": "text/plain" }).end("Not Found\n");
-    if (method === "GET" && matches.some((m) => m.value.kind === "ws")) {
+    if ((method === "GET" || method === "HEAD") && matches.some((m) => m.value.kind === "ws")) {
       const body = "This resource needs a WebSocket upgrade\n";
       res.writeHead(426, {
         Upgrade: "websocket",
-        Connection: "Upgrade",
+        // node:http keeps the connection alive whenever a Connection header is set, so a client's
+        // "Connection: close" (or HTTP/1.0) must be carried over by hand.
+        Connection: res.shouldKeepAlive ? "Upgrade" : "Upgrade, close",
         "Sec-WebSocket-Version": "13",
         "Content-Type": "text/plain",
       });
@@ -163,6 +167,10 @@ export class Application implements RouteHost, UpgradeHost {
     const matches = this.matchPath(path);
     if (!matches) return refuse(socket, 400, "Malformed path\n");
     const wsMatches = matches.filter((m) => m.value.kind === "ws");
+    // Another protocol (h2c, from `curl --http2`): the Upgrade header may be ignored and the request
+    // answered as plain HTTP (RFC 9110 §7.8) by the server's own request handler.
+    if (!hasToken(req.headers.upgrade, "websocket") && this.server && wsMatches.length === 0)
+      return answerAsHttp(this.server, req, socket);
     if (wsMatches.length === 0 || !this.webSocketsInstalled)
       return refuse(socket, 404, "No WebSocket route here\n");
     upgrade(this, req, socket, head, wsMatches, path, query).catch((error: unknown) => {
@@ -204,8 +212,12 @@ export class Application implements RouteHost, UpgradeHost {
       ? createHttpsServer({ ...options.tls, ...serverOptions }, this.handleRequest)
       : createHttpServer(serverOptions, this.handleRequest);
     server.on("upgrade", this.handleUpgrade);
-    server.on("clientError", (_error, socket: Duplex) => {
-      if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+    server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
+      // As node:http would answer: 431 for a head over maxHeaderSize, 408 past handshakeTimeout.
+      const status =
+        error.code === "HPE_HEADER_OVERFLOW" ? 431 : error.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
+      if (socket.writable)
+        socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nConnection: close\r\n\r\n`);
       else socket.destroy();
     });
     this.server = server;
@@ -245,10 +257,25 @@ export class Application implements RouteHost, UpgradeHost {
       }),
     ]);
     clearTimeout(timer);
-    for (const s of this.liveSessions) s.terminate();
+    // The server's 'close' can come before the destroyed sockets' own 'close' events: wait for the
+    // sessions too, so that no session is still open when stop() resolves.
+    const left = [...this.liveSessions];
+    for (const s of left) s.terminate();
     server?.closeAllConnections?.();
-    await closed;
+    await Promise.all([closed, ...left.map((s) => s.closeReason)]);
   }
+}
+
+/** Hands an upgrade request that will not be upgraded to the server's 'request' listeners; closes after. */
+function answerAsHttp(server: Server, req: IncomingMessage, socket: Duplex): void {
+  const res = new ServerResponse(req);
+  res.shouldKeepAlive = false;
+  res.assignSocket(socket as Socket);
+  res.once("finish", () => {
+    res.detachSocket(socket as Socket);
+    socket.end();
+  });
+  server.emit("request", req, res);
 }
 
 function splitUrl(url: string | undefined): { path: string; query: string } {
