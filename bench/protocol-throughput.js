@@ -25,7 +25,7 @@
 import { randomFillSync } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
-import { Connection, encodeFrame, headerSize, isValidUtf8, Opcode } from "../dist/protocol/index.js";
+import { Connection, encodeFrame, headerSize, isValidUtf8, Opcode } from "../dist/src/protocol/index.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);

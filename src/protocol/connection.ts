@@ -46,6 +46,9 @@ export interface CloseInfo {
 }
 
 const EMPTY = Buffer.alloc(0);
+const MASK_POOL_SIZE = 4096;
+/** Returned when there are no events, so callers never hold the connection's own array. */
+const NO_EVENTS: readonly ProtocolEvent[] = Object.freeze([]);
 
 /**
  * A WebSocket connection after (or, for clients, during) the opening handshake, without I/O.
@@ -93,6 +96,8 @@ export class Connection implements FrameSink {
   private messagePieces: Buffer[] = [];
   private checkUtf8 = false;
   private readonly utf8 = new Utf8Validator();
+  private maskPool: Uint8Array | undefined;
+  private maskOffset = MASK_POOL_SIZE;
   // Outgoing fragmented message in progress (0 = none).
   private sendingOpcode = 0;
 
@@ -131,9 +136,9 @@ export class Connection implements FrameSink {
   }
 
   /** Events since the last call, in order. */
-  takeEvents(): ProtocolEvent[] {
+  takeEvents(): readonly ProtocolEvent[] {
     const events = this.events;
-    if (events.length === 0) return events;
+    if (events.length === 0) return NO_EVENTS;
     this.events = [];
     return events;
   }
@@ -461,8 +466,14 @@ export class Connection implements FrameSink {
 
   private encode(opcode: number, payload: Uint8Array, fin: boolean, rsv1 = false): Buffer[] {
     if (this.side === "server") return encodeFrame(opcode, payload, { fin, rsv1 });
-    const mask = new Uint8Array(4);
-    this.randomFill!(mask);
+    // Masking keys come from a pool filled in bulk: one call to the random source per 1,024 frames.
+    if (this.maskOffset >= MASK_POOL_SIZE) {
+      this.maskPool ??= new Uint8Array(MASK_POOL_SIZE);
+      this.randomFill!(this.maskPool);
+      this.maskOffset = 0;
+    }
+    const mask = this.maskPool!.subarray(this.maskOffset, this.maskOffset + 4);
+    this.maskOffset += 4;
     return encodeFrame(opcode, payload, { fin, rsv1, mask });
   }
 }

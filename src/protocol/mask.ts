@@ -7,19 +7,25 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
  */
 export function applyMask(data: Uint8Array, key: Uint8Array, offset = 0, start = 0, end = data.length): void {
   let i = start;
-  // Align to the key so the bulk can run on 32-bit words.
-  while (i < end && ((offset + i - start) & 3) !== 0) {
-    data[i] = data[i]! ^ key[(offset + i - start) & 3]!;
-    i++;
-  }
-  const words = (end - i) >>> 2;
-  if (words > 8 && ((data.byteOffset + i) & 3) === 0) {
+  const phase = (offset - start) & 3; // key index of data[j] is (j + phase) & 3
+  if (end - start >= 32) {
+    // Bytes up to a 4-byte-aligned address, then whole words with the key rotated to that position.
+    while (((data.byteOffset + i) & 3) !== 0) {
+      data[i] = data[i]! ^ key[(i + phase) & 3]!;
+      i++;
+    }
+    const words = (end - i) >>> 2;
+    const p = (i + phase) & 3;
+    const k0 = key[p]!;
+    const k1 = key[(p + 1) & 3]!;
+    const k2 = key[(p + 2) & 3]!;
+    const k3 = key[(p + 3) & 3]!;
     const k = LITTLE_ENDIAN
-      ? key[0]! | (key[1]! << 8) | (key[2]! << 16) | (key[3]! << 24)
-      : (key[0]! << 24) | (key[1]! << 16) | (key[2]! << 8) | key[3]!;
+      ? k0 | (k1 << 8) | (k2 << 16) | (k3 << 24)
+      : (k0 << 24) | (k1 << 16) | (k2 << 8) | k3;
     const view = new Int32Array(data.buffer, data.byteOffset + i, words);
     for (let w = 0; w < words; w++) view[w] = view[w]! ^ k;
     i += words << 2;
   }
-  for (; i < end; i++) data[i] = data[i]! ^ key[(offset + i - start) & 3]!;
+  for (; i < end; i++) data[i] = data[i]! ^ key[(i + phase) & 3]!;
 }

@@ -146,7 +146,7 @@ export function split(bytes: Uint8Array, sizes: readonly number[]): Buffer[] {
 }
 
 /** Feeds copies of the chunks (receiveData takes ownership and unmasks in place) and returns the events. */
-export function feed(conn: Connection, ...chunks: Uint8Array[]): ProtocolEvent[] {
+export function feed(conn: Connection, ...chunks: Uint8Array[]): readonly ProtocolEvent[] {
   for (const chunk of chunks) conn.receiveData(Buffer.from(chunk));
   return conn.takeEvents();
 }
