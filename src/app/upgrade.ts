@@ -102,6 +102,7 @@ export async function upgrade(
     maxFragments: options.maxFragments,
     mode: entry.raw ? "frames" : "messages",
     autoPong: entry.autoPong,
+    deferCloseReply: true,
   });
   socket.write(
     acceptResponseHead(checked.value.key, { protocol: entry.protocol, extensions: negotiated.header }),

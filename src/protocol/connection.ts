@@ -34,6 +34,12 @@ export interface ConnectionOptions {
   rsv1?: boolean;
   /** Answer pings with pongs automatically (default true). */
   autoPong?: boolean;
+  /**
+   * Do not answer the peer's Close frame at once: the caller calls `replyToClose()` once the
+   * application has handled what arrived before it (§5.5.1 allows finishing the current message first).
+   * Until then the state is "closing" and data may still be sent. Default false.
+   */
+  deferCloseReply?: boolean;
   /** Fills 4 bytes with strong randomness; required on the client side for masking keys (§5.3). */
   randomFill?: (target: Uint8Array) => void;
   /** Start in CONNECTING (a client before the handshake); default OPEN. */
@@ -47,6 +53,8 @@ export interface CloseInfo {
 
 const EMPTY = Buffer.alloc(0);
 const MASK_POOL_SIZE = 4096;
+/** Pongs owed at most; a longer backlog keeps the latest ones. */
+export const MAX_PENDING_PONGS = 16;
 /** Returned when there are no events, so callers never hold the connection's own array. */
 const NO_EVENTS: readonly ProtocolEvent[] = Object.freeze([]);
 
@@ -71,11 +79,18 @@ export class Connection implements FrameSink {
 
   private readonly mode: "messages" | "frames";
   private readonly rsv1Allowed: boolean;
+  private readonly deferCloseReply: boolean;
   private readonly randomFill: ((target: Uint8Array) => void) | undefined;
   private readonly parser = new FrameParser(this);
   private events: ProtocolEvent[] = [];
   /** Pings and pongs, each one buffer (control payloads are small enough to coalesce). */
   private urgentOutput: Buffer[] = [];
+  /**
+   * Automatic answers to pings, not yet taken. Past MAX_PENDING_PONGS the oldest is dropped (§5.5.3
+   * allows answering only the most recent pings), so a peer that floods pings without reading our
+   * output holds a bounded number of pongs.
+   */
+  private pendingPongs: Buffer[] = [];
   /** Other frames, each as its buffers, so a partial take never splits a frame. */
   private output: Buffer[][] = [];
   private outputHead = 0;
@@ -109,6 +124,7 @@ export class Connection implements FrameSink {
     this.mode = options.mode ?? "messages";
     this.rsv1Allowed = options.rsv1 ?? false;
     this.autoPong = options.autoPong ?? true;
+    this.deferCloseReply = options.deferCloseReply ?? false;
     this.randomFill = options.randomFill;
     if (this.side === "client" && !this.randomFill) {
       throw new TypeError("a client connection needs options.randomFill for masking keys (RFC 6455 §5.3)");
@@ -151,6 +167,10 @@ export class Connection implements FrameSink {
   takeOutput(limit = Number.POSITIVE_INFINITY): Buffer[] {
     const out = this.urgentOutput.length > 0 ? this.urgentOutput : [];
     if (out.length > 0) this.urgentOutput = [];
+    if (this.pendingPongs.length > 0) {
+      for (const pong of this.pendingPongs) out.push(pong);
+      this.pendingPongs = [];
+    }
     const frames = this.output;
     let i = this.outputHead;
     let taken = 0;
@@ -172,7 +192,9 @@ export class Connection implements FrameSink {
   }
 
   get hasOutput(): boolean {
-    return this.outputHead < this.output.length || this.urgentOutput.length > 0;
+    return (
+      this.outputHead < this.output.length || this.urgentOutput.length > 0 || this.pendingPongs.length > 0
+    );
   }
 
   /** Bytes of data and close frames queued and not yet taken (pings and pongs not counted). */
@@ -325,8 +347,10 @@ export class Connection implements FrameSink {
   private handleControl(opcode: number, payload: Buffer): boolean {
     if (opcode === Opcode.Ping) {
       this.events.push({ type: "ping", data: payload });
-      if (this.autoPong && !this.closeSent)
-        this.urgentOutput.push(...this.encode(Opcode.Pong, payload, true));
+      if (this.autoPong && !this.closeSent) {
+        if (this.pendingPongs.length >= MAX_PENDING_PONGS) this.pendingPongs.shift();
+        this.pendingPongs.push(this.encode(Opcode.Pong, payload, true)[0]!);
+      }
       return true;
     }
     if (opcode === Opcode.Pong) {
@@ -356,10 +380,21 @@ export class Connection implements FrameSink {
     }
     this.closeReceived = { code, reason };
     this.events.push({ type: "close", code, reason });
-    // Echo the status code (§5.5.1); an empty Close is answered with an empty one.
-    if (!this.closeSent) this.queueClose(payload.length >= 2 ? code : undefined, "");
-    this.state = "closed";
+    if (this.closeSent) this.state = "closed";
+    else if (this.deferCloseReply) this.state = "closing";
+    else this.replyToClose();
     return false; // stop parsing: nothing after a Close frame is data (§5.5.1)
+  }
+
+  /**
+   * Answers the peer's Close frame, echoing its status code (§5.5.1; an empty Close gets an empty one).
+   * Automatic unless `deferCloseReply`; returns false when there is nothing to answer.
+   */
+  replyToClose(): boolean {
+    const received = this.closeReceived;
+    if (!received || this.closeSent || this.state === "closed") return false;
+    this.queueClose(received.code === CloseCode.NoStatusReceived ? undefined : received.code, "");
+    return true;
   }
 
   private failWith(error: ProtocolError): false {

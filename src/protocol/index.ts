@@ -7,6 +7,7 @@ export {
   DEFAULT_MAX_FRAGMENTS,
   DEFAULT_MAX_MESSAGE_SIZE,
   MAX_CLOSE_REASON_BYTES,
+  MAX_PENDING_PONGS,
   type Side,
   truncateReason,
 } from "./connection.js";

@@ -13,13 +13,26 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
   private ended = false;
   private waiter: ((result: IteratorResult<T>) => void) | undefined;
   private iterating = false;
+  private read = false;
 
   constructor(
     /** Bytes queued before reading pauses. */
     readonly limit: number,
     private readonly pause: () => void,
     private readonly resume: () => void,
+    /** Called when a reader has seen the end: every item taken, and no more will come. */
+    private readonly onReadToEnd: () => void = () => {},
   ) {}
+
+  /** Whether anyone has read (iterated or called `receive`) yet. */
+  get hasReader(): boolean {
+    return this.read;
+  }
+
+  /** Items received and not yet taken. */
+  get bufferedCount(): number {
+    return this.items.length - this.head;
+  }
 
   /** Bytes received and not yet taken by the application. */
   get bufferedBytes(): number {
@@ -50,6 +63,7 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
     if (waiter && this.head === this.items.length) {
       this.waiter = undefined;
       waiter({ value: undefined, done: true });
+      this.onReadToEnd();
     }
   }
 
@@ -60,6 +74,7 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
   }
 
   next(): Promise<IteratorResult<T>> {
+    this.read = true;
     if (this.head < this.items.length) {
       const item = this.items[this.head]!;
       this.items[this.head++] = undefined as unknown as T; // release for GC
@@ -74,7 +89,10 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
       }
       return Promise.resolve({ value: item, done: false });
     }
-    if (this.ended) return Promise.resolve({ value: undefined, done: true });
+    if (this.ended) {
+      this.onReadToEnd();
+      return Promise.resolve({ value: undefined, done: true });
+    }
     if (this.waiter)
       return Promise.reject(new SessionError("INCOMING_IN_USE", "incoming is already being read"));
     return new Promise((resolve) => {

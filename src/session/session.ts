@@ -53,6 +53,7 @@ export interface SessionSetup<C, D> {
 
 const RESOLVED: Promise<void> = Promise.resolve();
 const EMPTY = Buffer.alloc(0);
+const NOTHING: Buffer[] = [];
 const PAUSED_BY_QUEUE = 1;
 const PAUSED_BY_DECODING = 2;
 const noop = () => {};
@@ -130,6 +131,10 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
       options.incomingBufferLimit,
       () => this.pauseReading(PAUSED_BY_QUEUE),
       () => this.resumeReading(PAUSED_BY_QUEUE),
+      () => {
+        // The handler has seen the end of `incoming` after the peer's Close: answer it now.
+        if (this.replyToPeerClose()) this.scheduleFlush();
+      },
     );
     (socket as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
     socket.on("data", this.onData);
@@ -403,13 +408,29 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     for (let i = 0; i < events.length; i++) {
       const event = events[i]!;
       if (event.type === "pong") this.onPong(event.data);
-      else if (event.type === "close") this.ended = true;
       this.onProtocolEvent(event);
+      if (event.type === "close") this.onPeerClose();
     }
     if (conn.failure) this.onFailure(conn.failure);
     if (conn.hasOutput) this.scheduleFlush();
     if (conn.state === "closed") this.closeTransport();
   };
+
+  /**
+   * The peer's Close frame arrived. Our reply waits until the handler has taken what arrived before it,
+   * so an answer to the last message still goes out first (§5.5.1); `timeout` bounds the wait.
+   */
+  private onPeerClose(): void {
+    this.scheduleFlush();
+    if (this.options.timeout > 0) this.armCloseTimer(this.options.timeout);
+  }
+
+  /** Queues the reply to the peer's Close frame, if one is owed; from then on nothing more can be sent. */
+  private replyToPeerClose(): boolean {
+    if (!this.connection.replyToClose()) return false;
+    this.ended = true;
+    return true;
+  }
 
   private onFailure(failure: ProtocolError): void {
     if (this.localReason) return;
@@ -438,13 +459,15 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
 
   private readonly flushNow = (): void => {
     this.flushScheduled = false;
+    // A handler that does not read `incoming` cannot answer what came before the Close: reply now.
+    if (!this.incoming.hasReader) this.replyToPeerClose();
     this.writeOutput();
     if (this.connection.state === "closed") this.closeTransport();
   };
 
   /**
-   * Hands queued frames to the socket: pings and pongs always, data only up to the high-water mark
-   * (unless `all`), so frames still queued here can be overtaken by a later pong (§5.5).
+   * Hands queued frames to the socket up to the high-water mark (unless `all`): pings and pongs first,
+   * then data, so frames still queued here can be overtaken by a later pong (§5.5).
    */
   private writeOutput(all = false): void {
     const socket = this.socket;
@@ -452,7 +475,9 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     const budget = all
       ? Number.POSITIVE_INFINITY
       : this.options.outgoingHighWaterMark - socket.writableLength;
-    const out = this.connection.takeOutput(Math.max(budget, 0));
+    // A peer that does not read gets nothing more, control frames included: pongs wait here, where a
+    // newer one replaces an older one, so a ping flood cannot grow the socket's buffer.
+    const out = budget > 0 ? this.connection.takeOutput(budget) : NOTHING;
     if (out.length === 1) {
       socket.write(out[0]!);
     } else if (out.length > 1) {
@@ -545,7 +570,10 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
       return;
     }
     try {
-      if (this.connection.sendClose(code, reason)) {
+      if (this.connection.closeReceived) {
+        // The peer closed first: answer with its code (§5.5.1).
+        if (this.connection.replyToClose()) this.scheduleFlush();
+      } else if (this.connection.sendClose(code, reason)) {
         this.localReason ??= new CloseReason(code, reason);
         this.scheduleFlush();
       }
@@ -569,9 +597,19 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
 
   private armCloseTimer(ms: number): void {
     clearTimeout(this.closeTimer);
-    this.closeTimer = setTimeout(() => this.socket.destroy(), ms);
+    this.closeTimer = setTimeout(this.onCloseTimer, ms);
     this.closeTimer.unref?.();
   }
+
+  private readonly onCloseTimer = (): void => {
+    this.closeTimer = undefined;
+    // Still holding our reply to the peer's Close (the handler did not take its messages): send it now.
+    if (this.replyToPeerClose()) {
+      this.closeTransport();
+      return;
+    }
+    this.socket.destroy();
+  };
 
   private readonly finish = (): void => {
     if (this.finished) return;

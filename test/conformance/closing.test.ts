@@ -124,13 +124,9 @@ describe("§7.1 closing handshake behaviour (Autobahn 7.1)", () => {
     await expectClose(c, 1000);
   });
 
-  // BUG: a message and a Close frame that arrive in the same TCP read lose the echo. The core queues
-  // the Close echo as soon as it parses the Close (src/protocol/connection.ts handleControl), and the
-  // session's read loop (src/session/session.ts onData) sets `ended` in the same synchronous pass, before
-  // the handler has even received the message; the handler's `send` then rejects with SESSION_CLOSED.
-  // Autobahn 7.1.1 expects the echo, then Close 1000 (RFC 6455 §5.5.1 lets an endpoint delay its Close
-  // until its current message is sent).
-  it.fails("a message followed by Close in one TCP write: the echo comes before the Close (7.1.1)", async () => {
+  // The reply to a Close waits until the handler has read to the end of `incoming`, so the answer to a
+  // message that came in the same read goes out first (RFC 6455 §5.5.1 allows the delay).
+  it("a message followed by Close in one TCP write: the echo comes before the Close (7.1.1)", async () => {
     const c = await open();
     await c.write(Buffer.concat([text("Hello World!"), close(1000)]));
     await expectEcho(c, OP.text, "Hello World!");

@@ -5,6 +5,7 @@ import {
   applyMask,
   type Connection,
   headerSize,
+  MAX_PENDING_PONGS,
   Opcode,
   type ProtocolEvent,
 } from "../../src/protocol/index.js";
@@ -57,7 +58,9 @@ function encodeOps(list: readonly Op[], close: boolean) {
     c.sendPing(payload);
     take();
     events.push({ type: "ping", data: payload });
+    // Output is taken once, at the end: only the latest pings are still owed a pong (§5.5.3).
     pongs.push(frameBytes(Opcode.Pong, payload));
+    if (pongs.length > MAX_PENDING_PONGS) pongs.shift();
   };
   for (const op of list) {
     if (op.kind === "message") {
