@@ -279,7 +279,15 @@ function answerAsHttp(server: Server, req: IncomingMessage, socket: Duplex): voi
 }
 
 function splitUrl(url: string | undefined): { path: string; query: string } {
-  const raw = url ?? "/";
+  let raw = url ?? "/";
+  // Absolute form (RFC 9112 §3.2.2), as proxies send it: keep the path and query only.
+  if (!raw.startsWith("/")) {
+    const scheme = raw.indexOf("://");
+    if (scheme > 0) {
+      const slash = raw.indexOf("/", scheme + 3);
+      raw = slash < 0 ? "/" : raw.slice(slash);
+    }
+  }
   const q = raw.indexOf("?");
   return q < 0 ? { path: raw, query: "" } : { path: raw.slice(0, q), query: raw.slice(q + 1) };
 }

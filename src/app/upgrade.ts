@@ -9,6 +9,8 @@ import type { RouteEntry } from "./route-builder.js";
 import { STATUS_TEXT } from "./status-text.js";
 import type { WebSocketsConfig } from "./websockets-plugin.js";
 
+const HOOK_TIMED_OUT = Symbol("beforeUpgrade timed out");
+
 type WsEntry = Extract<RouteEntry, { kind: "ws" }>;
 export type AnySession = ManagedSession;
 
@@ -80,15 +82,20 @@ export async function upgrade(
 
   let data: unknown;
   if (entry.beforeUpgrade) {
-    const timer = setTimeout(() => socket.destroy(), config.handshakeTimeout);
+    // A hook that never settles must not hold the socket, nor this handshake, forever.
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<typeof HOOK_TIMED_OUT>((resolve) => {
+      timer = setTimeout(() => resolve(HOOK_TIMED_OUT), config.handshakeTimeout);
+    });
     try {
-      data = await entry.beforeUpgrade(call);
+      data = await Promise.race([entry.beforeUpgrade(call), timedOut]);
     } catch (error) {
-      clearTimeout(timer);
       host.reportError(error, "handler");
       return refuse(socket, 500, "Internal Server Error\n");
+    } finally {
+      clearTimeout(timer);
     }
-    clearTimeout(timer);
+    if (data === HOOK_TIMED_OUT) return refuse(socket, 503, "Upgrade check timed out\n");
     if (data instanceof Rejection) return refuse(socket, data.status, data.body, data.headers);
   }
   if (socket.destroyed || !host.accepting) return refuse(socket, 503, "Server shutting down\n");

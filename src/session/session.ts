@@ -551,6 +551,13 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   private readonly onPingTimeout = (): void => {
     this.pongTimer = undefined;
     if (this.finished) return;
+    // We stopped reading (the handler is behind): the pong may be waiting in the socket unread. That
+    // is not the peer's fault; wait another round instead of closing a live peer.
+    if (this.pausedFor !== 0) {
+      this.pongTimer = setTimeout(this.onPingTimeout, this.options.timeout);
+      this.pongTimer.unref?.();
+      return;
+    }
     // The peer is unresponsive: send our Close frame, then free the session without waiting for an answer.
     this.ended = true;
     this.localReason ??= new CloseReason(CloseCode.InternalError, "Ping timeout");

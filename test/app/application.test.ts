@@ -51,6 +51,18 @@ describe("HTTP routes", () => {
     expect(JSON.parse(res.body)).toEqual({ q: "sock way", path: "/search" });
   });
 
+  it("an absolute-form request target (as proxies send) is routed by its path and query", async () => {
+    const { port } = await startApp((r) => {
+      r.get("/search", (call) => call.respondJson({ q: call.query.get("q"), path: call.path }));
+    });
+    const res = await rawRequest(
+      port,
+      "GET http://example.test:8080/search?q=abs HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n",
+    );
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body)).toEqual({ q: "abs", path: "/search" });
+  });
+
   it("nested route() prefixes reach a webSocket handler's session.call.parameters", async () => {
     const { wsUrl } = await startApp((r) => {
       r.route("/orgs/{org}", (r) => {

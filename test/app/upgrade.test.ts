@@ -229,7 +229,7 @@ describe("opening handshake: beforeUpgrade", () => {
     });
   });
 
-  it("a hook that never settles is cut off after handshakeTimeout", async () => {
+  it("a hook that never settles is cut off after handshakeTimeout with 503", async () => {
     const { port } = await startApp(
       (r) => {
         r.webSocket("/ws", { beforeUpgrade: () => new Promise<undefined>(() => {}) }, async () => {});
@@ -238,16 +238,21 @@ describe("opening handshake: beforeUpgrade", () => {
     );
     const socket = await openSocket(port);
     const closed = new Promise((resolve) => socket.once("close", resolve));
+    let answer = "";
+    socket.on("data", (chunk: Buffer) => {
+      answer += chunk.toString("latin1");
+    });
     const started = Date.now();
     socket.write(
       `GET /ws HTTP/1.1\r\nHost: a\r\n${Object.entries(upgradeHeaders())
         .map(([name, value]) => `${name}: ${value}\r\n`)
         .join("")}\r\n`,
     );
-    await within(closed, 2000, "the socket to be destroyed");
+    await within(closed, 2000, "the socket to be closed");
     const waited = Date.now() - started;
     expect(waited).toBeGreaterThanOrEqual(80);
     expect(waited).toBeLessThan(1000);
+    expect(answer.split("\r\n")[0]).toBe("HTTP/1.1 503 Service Unavailable");
   });
 
   it("an upgrade still in its hook when stop() begins is refused with 503", async () => {

@@ -4,7 +4,7 @@ import { Opcode } from "../../src/protocol/index.js";
 import { startApp } from "../helpers/app.js";
 import { cleanup } from "../helpers/cleanup.js";
 import { RawClient } from "../helpers/raw-client.js";
-import { deferred, delay, within } from "../helpers/wait.js";
+import { deferred, delay, until, within } from "../helpers/wait.js";
 import { WsClient } from "../helpers/ws-client.js";
 
 afterEach(cleanup);
@@ -102,5 +102,39 @@ describe("keepalive pings", () => {
     await delay(250);
     expect(client.frames.length).toBe(count);
     expect((await app.session).isOpen).toBe(true);
+  });
+});
+
+describe("keepalive while the handler is behind", () => {
+  it("a live peer is not closed for a late pong while reads are paused by a handler that is not reading", async () => {
+    const release = deferred();
+    const received: number[] = [];
+    const app = await startApp(
+      (r) => {
+        r.webSocket("/slow", async (s) => {
+          await release.promise; // not reading: incoming fills up and socket reads pause
+          for await (const frame of s.incoming) received.push(frame.data.length);
+        });
+      },
+      { pingPeriod: 50, timeout: 100, incomingBufferLimit: 64 * 1024 },
+    );
+    const { default: WebSocket } = await import("ws");
+    const client = new WebSocket(`${app.wsUrl}/slow`); // ws answers pings by itself
+    await new Promise((resolve, reject) => client.once("open", resolve).once("error", reject));
+    let closeCode: number | undefined;
+    client.on("close", (code) => {
+      closeCode = code;
+    });
+    for (let i = 0; i < 64; i++) client.send(Buffer.alloc(32 * 1024, i)); // 2 MiB: far over the limit
+    await delay(700); // many ping periods and timeouts
+    expect(closeCode).toBeUndefined();
+    release.resolve();
+    await until(() => received.length === 64, 5000, "every message to arrive");
+    expect(received.every((n) => n === 32 * 1024)).toBe(true);
+    expect(closeCode).toBeUndefined();
+    client.close(1000);
+    await new Promise((resolve) => client.once("close", resolve));
+    expect(closeCode).toBe(1000);
+    expect(app.errors).toEqual([]);
   });
 });
