@@ -1,0 +1,132 @@
+/**
+ * Attaching sockway to servers other frameworks own (Express, Fastify), and serving wss:// with TLS.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import express from "express";
+import Fastify from "fastify";
+import { afterEach, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import { type Application, createApp, WebSockets } from "../../src/index.js";
+import { cleanup, onCleanup } from "../helpers/cleanup.js";
+
+afterEach(cleanup);
+
+function echoApp(): Application {
+  const app = createApp()
+    .install(WebSockets, { pingPeriod: 0 })
+    .onError(() => {});
+  app.routing((r) => {
+    r.webSocket("/ws/{room}", async (session) => {
+      const room = session.call.parameters.room;
+      for await (const frame of session.incoming) {
+        if (frame.type === "text") await session.send(`${room}: ${frame.text}`);
+      }
+    });
+  });
+  onCleanup(() => app.stop({ grace: 0 }));
+  return app;
+}
+
+/** Opens a ws client, sends one text, and resolves with the answer and the close code after closing. */
+async function roundTrip(url: string, text: string, options: WebSocket.ClientOptions = {}) {
+  const client = new WebSocket(url, options);
+  await new Promise((resolve, reject) => client.once("open", resolve).once("error", reject));
+  const answer = new Promise<string>((resolve) => client.once("message", (data) => resolve(String(data))));
+  client.send(text);
+  const reply = await answer;
+  const closed = new Promise<number>((resolve) => client.once("close", resolve));
+  client.close(1000);
+  return { reply, code: await closed };
+}
+
+describe("attach to frameworks' servers", () => {
+  it("Express: WebSocket routes on app.listen()'s server, Express routes still answer", async () => {
+    const web = express();
+    web.get("/hello", (_req, res) => {
+      res.type("text/plain").send("hello from express");
+    });
+    const server: Server = await new Promise((resolve) => {
+      const s = web.listen(0, "127.0.0.1", () => resolve(s));
+    });
+    onCleanup(() => new Promise((resolve) => server.close(() => resolve(undefined))));
+    echoApp().attach(server);
+    const { port } = server.address() as AddressInfo;
+
+    expect(await roundTrip(`ws://127.0.0.1:${port}/ws/express`, "hi")).toEqual({
+      reply: "express: hi",
+      code: 1000,
+    });
+    const page = await fetch(`http://127.0.0.1:${port}/hello`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toBe("hello from express");
+  });
+
+  it("Fastify: WebSocket routes on fastify.server, Fastify routes still answer", async () => {
+    const fastify = Fastify();
+    fastify.get("/hello", async () => ({ from: "fastify" }));
+    await fastify.listen({ port: 0, host: "127.0.0.1" });
+    onCleanup(() => fastify.close());
+    echoApp().attach(fastify.server);
+    const { port } = fastify.server.address() as AddressInfo;
+
+    expect(await roundTrip(`ws://127.0.0.1:${port}/ws/fastify`, "hey")).toEqual({
+      reply: "fastify: hey",
+      code: 1000,
+    });
+    const page = await fetch(`http://127.0.0.1:${port}/hello`);
+    expect(await page.json()).toEqual({ from: "fastify" });
+  });
+});
+
+describe("listen with TLS", () => {
+  it("serves wss:// and https:// from app.listen({ tls })", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sockway-tls-"));
+    onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        join(dir, "key.pem"),
+        "-out",
+        join(dir, "cert.pem"),
+      ],
+      { stdio: "ignore" },
+    );
+    const cert = readFileSync(join(dir, "cert.pem"));
+    const app = echoApp();
+    app.routing((r) => r.get("/health", (call) => call.respondText("ok")));
+    const { url, port } = await app.listen({ tls: { key: readFileSync(join(dir, "key.pem")), cert } });
+    expect(url).toBe(`https://127.0.0.1:${port}`);
+
+    expect(
+      await roundTrip(`wss://127.0.0.1:${port}/ws/tls`, "secret", {
+        ca: cert,
+        checkServerIdentity: () => undefined,
+      }),
+    ).toEqual({
+      reply: "tls: secret",
+      code: 1000,
+    });
+    // A plaintext client on the TLS port gets no WebSocket.
+    const plain = new WebSocket(`ws://127.0.0.1:${port}/ws/tls`);
+    const failure = await new Promise<string>((resolve) => {
+      plain.once("open", () => resolve("opened"));
+      plain.once("error", () => resolve("error"));
+    });
+    expect(failure).toBe("error");
+  });
+});
