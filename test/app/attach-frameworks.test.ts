@@ -99,6 +99,8 @@ describe("listen with TLS", () => {
         "1",
         "-subj",
         "/CN=localhost",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
         "-keyout",
         join(dir, "key.pem"),
         "-out",
