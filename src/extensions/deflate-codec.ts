@@ -3,6 +3,8 @@ import { CloseCode, ProtocolError } from "../protocol/index.js";
 import type { MessageCodec } from "./extension.js";
 import type { ConcurrencyLimiter } from "./zlib-limiter.js";
 
+const codecClosed = () => new ProtocolError("EXTENSION_FAILED", CloseCode.InternalError, "codec closed");
+
 /** The empty stored block that ends a sync flush; stripped when sending, restored when receiving (RFC 7692 §7.2). */
 const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
 
@@ -33,18 +35,39 @@ export class DeflateCodec implements MessageCodec {
   private inflater: InflateRaw | undefined;
   private deflater: DeflateRaw | undefined;
   private closed = false;
+  /** Rejecters of operations in progress, so that `close` settles them (zlib may never call back). */
+  private readonly inFlight = new Set<() => void>();
   private inflaterUsed = false;
   private deflaterUsed = false;
 
   constructor(private readonly options: DeflateCodecOptions) {}
 
   decode(data: Buffer, maxSize: number, final = true): Promise<Buffer> {
-    return this.options.limiter.run(() => this.inflate(data, maxSize, final));
+    return this.options.limiter.run(() => this.unlessClosed(this.inflate(data, maxSize, final)));
   }
 
   encode(data: Buffer): Promise<Buffer | undefined> | undefined {
     if (data.length < this.options.threshold) return undefined;
-    return this.options.limiter.run(() => this.deflate(data));
+    return this.options.limiter.run(() => this.unlessClosed(this.deflate(data)));
+  }
+
+  /** Settles with `work`, unless `close()` comes first: then it rejects, never with partial output. */
+  private unlessClosed<T>(work: Promise<T>): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const abort = () => reject(codecClosed());
+      this.inFlight.add(abort);
+      work.then(
+        (value) => {
+          this.inFlight.delete(abort);
+          if (this.closed) reject(codecClosed());
+          else resolve(value);
+        },
+        (error: unknown) => {
+          this.inFlight.delete(abort);
+          reject(error);
+        },
+      );
+    });
   }
 
   releaseIdle(): void {
@@ -55,15 +78,19 @@ export class DeflateCodec implements MessageCodec {
 
   close(): void {
     this.closed = true;
+    for (const abort of this.inFlight) abort();
+    this.inFlight.clear();
     this.inflater?.close();
     this.deflater?.close();
     this.inflater = this.deflater = undefined;
   }
 
   private inflate(data: Buffer, maxSize: number, final: boolean): Promise<Buffer> {
-    if (this.closed)
-      return Promise.reject(new ProtocolError("EXTENSION_FAILED", CloseCode.InternalError, "codec closed"));
+    if (this.closed) return Promise.reject(codecClosed());
     // zlib turns a requested window of 8 into 9; a larger window always decodes a smaller one's output.
+    // A message that ended with a BFINAL block (RFC 7692 §7.2.3.4) ended the zlib stream: the next
+    // message starts a new one.
+    if (this.inflater?.readableEnded) this.release("inflater");
     this.inflater ??= createInflateRaw({ windowBits: Math.max(9, this.options.inflateWindowBits) });
     const inflater = this.inflater;
     this.inflaterUsed = true;
@@ -122,8 +149,7 @@ export class DeflateCodec implements MessageCodec {
   }
 
   private deflate(data: Buffer): Promise<Buffer> {
-    if (this.closed)
-      return Promise.reject(new ProtocolError("EXTENSION_FAILED", CloseCode.InternalError, "codec closed"));
+    if (this.closed) return Promise.reject(codecClosed());
     this.deflater ??= createDeflateRaw({
       windowBits: this.options.deflateWindowBits,
       level: this.options.level,

@@ -17,13 +17,16 @@ export class ConcurrencyLimiter {
   }
 
   async run<T>(job: () => Promise<T>): Promise<T> {
+    // A waiter is handed the finishing job's slot (running stays the same), so no newcomer can slip in
+    // between the release and the waiter's start.
     if (this.running >= this.limit) await new Promise<void>((resolve) => this.queue.push(resolve));
-    this.running++;
+    else this.running++;
     try {
       return await job();
     } finally {
-      this.running--;
-      this.queue.shift()?.();
+      const next = this.queue.shift();
+      if (next) next();
+      else this.running--;
     }
   }
 }

@@ -30,10 +30,10 @@ export class RawWebSocketSession<C = unknown, D = unknown> extends WebSocketSess
         const { opcode, payload, fin, rsv1 } = event.frame;
         const Kind =
           opcode === Opcode.Text ? TextFrame : opcode === Opcode.Binary ? BinaryFrame : ContinuationFrame;
-        if (opcode !== Opcode.Continuation) {
+        const first = opcode !== Opcode.Continuation;
+        if (first) {
           this.compressedText = rsv1 && opcode === Opcode.Text;
           this.compressed = rsv1;
-          this.decodedSize = 0;
         }
         if (!this.compressed) {
           this.enqueue(new Kind(payload, fin, rsv1));
@@ -43,7 +43,8 @@ export class RawWebSocketSession<C = unknown, D = unknown> extends WebSocketSess
         if (fin) this.compressed = false;
         const checkText = this.compressedText;
         this.decodeAndEnqueue(payload, fin, (decoded) => {
-          this.decodedSize += decoded.length;
+          // Counted as each decode completes, in order, so an earlier message's fragments never count here.
+          this.decodedSize = (first ? 0 : this.decodedSize) + decoded.length;
           if (this.decodedSize > this.maxFrameSize) {
             throw new ProtocolError(
               "MESSAGE_TOO_BIG",

@@ -245,7 +245,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   }
 
   private queueMessage(opcode: number, original: Buffer, encoded: Buffer | undefined): void {
-    if (this.connection.closeSent) throw this.closedError(); // the peer closed while we were encoding
+    if (this.connection.closeSent || this.finished) throw this.closedError(); // closed while we were encoding
     if (encoded === undefined) this.connection.sendFrame(opcode, original);
     else this.connection.sendFrame(opcode, encoded, { rsv1: true });
     this.scheduleFlush();
@@ -635,7 +635,13 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
         ? new CloseReason(received.code, received.reason)
         : (this.localReason ?? new CloseReason(CloseCode.Abnormal, ""));
     this.endIncoming();
-    this.codec?.close();
+    // Messages already received are decoded in full first; then the codec's zlib memory goes.
+    const codec = this.codec;
+    if (codec) {
+      if (this.inbound.idle && this.outbound.idle) codec.close();
+      else
+        void Promise.all([this.inbound.run(0, noop), this.outbound.run(0, noop)]).then(() => codec.close());
+    }
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
     for (const w of waiters) w.reject(this.closedError());
