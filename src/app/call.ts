@@ -8,7 +8,8 @@ import { contentTypeFor } from "./content-types.js";
 export class ApplicationCall<P = Record<string, string | undefined>> {
   /** The URL path, without the query. */
   readonly path: string;
-  readonly query: URLSearchParams;
+  private readonly rawQuery: string;
+  private parsedQuery: URLSearchParams | undefined;
 
   constructor(
     readonly request: IncomingMessage,
@@ -18,7 +19,13 @@ export class ApplicationCall<P = Record<string, string | undefined>> {
     rawQuery: string,
   ) {
     this.path = path;
-    this.query = new URLSearchParams(rawQuery);
+    this.rawQuery = rawQuery;
+  }
+
+  /** The query string's parameters (parsed on first use). */
+  get query(): URLSearchParams {
+    this.parsedQuery ??= new URLSearchParams(this.rawQuery);
+    return this.parsedQuery;
   }
 
   get headers(): IncomingHttpHeaders {

@@ -50,7 +50,8 @@ export class FrameParser {
     maskKey: new Uint8Array(4),
   };
   /** Header bytes that arrived split across chunks. */
-  private readonly partial = Buffer.allocUnsafe(MAX_HEADER_SIZE);
+  /** Made when a header first arrives split: many connections never need it. */
+  private partial: Buffer | undefined;
   private partialLength = 0;
   private inPayload = false;
   private payloadOffset = 0;
@@ -105,16 +106,18 @@ export class FrameParser {
       if (used > 0) return pos + used;
       if (used < 0) return -1;
       // Not enough bytes yet: keep them (at most MAX_HEADER_SIZE - 1 of them).
+      this.partial ??= Buffer.allocUnsafe(MAX_HEADER_SIZE);
       chunk.copy(this.partial, 0, pos);
       this.partialLength = chunk.length - pos;
       return -1;
     }
     // Top up the partial header and retry; consume from the chunk only what the header used.
+    const partial = this.partial!;
     const before = this.partialLength;
     const add = Math.min(MAX_HEADER_SIZE - before, chunk.length - pos);
-    chunk.copy(this.partial, before, pos, pos + add);
+    chunk.copy(partial, before, pos, pos + add);
     this.partialLength = before + add;
-    const used = this.decode(this.partial, 0, this.partialLength);
+    const used = this.decode(partial, 0, this.partialLength);
     if (used < 0) return -1;
     if (used === 0) return chunk.length; // all of it was header bytes, still not complete
     this.partialLength = 0;

@@ -2,8 +2,10 @@
  * Runs asynchronous jobs strictly one after another, so messages that need an async step (permessage-
  * deflate) keep their order with the messages around them. Tracks how much work is queued.
  */
+const SETTLED: Promise<unknown> = Promise.resolve();
+
 export class OrderedPipeline {
-  private tail: Promise<unknown> = Promise.resolve();
+  private tail: Promise<unknown> = SETTLED;
   /** Jobs queued or running. */
   pending = 0;
   /** Payload bytes of the queued jobs (for backpressure). */

@@ -69,17 +69,16 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
 {
   /** Received items; ends when the session ends. Iterate once, or call `incoming.receive()`. */
   readonly incoming: IncomingQueue<F>;
-  /** Resolves once the session has ended, with the peer's close reason (or ours, or 1006). */
-  readonly closeReason: Promise<CloseReason>;
-  /** Aborted when the session ends; its reason is the `CloseReason`. */
-  readonly signal: AbortSignal;
   /** Per-session user data, from the route's `beforeUpgrade` hook. */
   data: D;
 
   protected readonly connection: Connection;
   protected readonly options: SessionOptions;
-  private readonly abort = new AbortController();
-  private resolveCloseReason!: (reason: CloseReason) => void;
+  // Made on first use: most sessions never ask, and each costs memory and handshake time.
+  private abort: AbortController | undefined;
+  private closePromise: Promise<CloseReason> | undefined;
+  private resolveCloseReason: ((reason: CloseReason) => void) | undefined;
+  private finalReason: CloseReason | undefined;
   private localReason: CloseReason | undefined;
   private finished = false;
   private ended = false; // no more sends: closing, or the handler returned
@@ -123,10 +122,6 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     this.extensions = setup.extensions ?? [];
     this.protocol = setup.protocol;
     this.codec = setup.codec;
-    this.signal = this.abort.signal;
-    this.closeReason = new Promise((resolve) => {
-      this.resolveCloseReason = resolve;
-    });
     this.incoming = new IncomingQueue<F>(
       options.incomingBufferLimit,
       () => this.pauseReading(PAUSED_BY_QUEUE),
@@ -143,6 +138,27 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     socket.on("error", this.onSocketError);
     socket.on("drain", this.onDrain);
     this.schedulePing();
+  }
+
+  /** Resolves once the session has ended, with the peer's close reason (or ours, or 1006). */
+  get closeReason(): Promise<CloseReason> {
+    if (!this.closePromise) {
+      this.closePromise = this.finalReason
+        ? Promise.resolve(this.finalReason)
+        : new Promise((resolve) => {
+            this.resolveCloseReason = resolve;
+          });
+    }
+    return this.closePromise;
+  }
+
+  /** Aborted when the session ends; its reason is the `CloseReason`. */
+  get signal(): AbortSignal {
+    if (!this.abort) {
+      this.abort = new AbortController();
+      if (this.finalReason) this.abort.abort(this.finalReason);
+    }
+    return this.abort.signal;
   }
 
   /** Milliseconds between keepalive pings (0: none). Changing it reschedules the next ping. */
@@ -645,8 +661,9 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
     for (const w of waiters) w.reject(this.closedError());
-    this.resolveCloseReason(reason);
-    this.abort.abort(reason);
+    this.finalReason = reason;
+    this.resolveCloseReason?.(reason);
+    this.abort?.abort(reason);
     this.socket.on("error", noop);
     this.hooks.onEnd?.();
   };
