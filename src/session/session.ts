@@ -79,6 +79,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   private closePromise: Promise<CloseReason> | undefined;
   private resolveCloseReason: ((reason: CloseReason) => void) | undefined;
   private finalReason: CloseReason | undefined;
+  private writer: WritableStream<Sendable> | undefined;
   private localReason: CloseReason | undefined;
   private finished = false;
   private ended = false; // no more sends: closing, or the handler returned
@@ -150,6 +151,19 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
           });
     }
     return this.closePromise;
+  }
+
+  /**
+   * The sending side as a stream (Ktor's `outgoing`): each chunk written goes through `send`, so a
+   * pipe from another stream gets the same backpressure. Closing the writer starts the closing handshake.
+   */
+  get outgoing(): WritableStream<Sendable> {
+    this.writer ??= new WritableStream<Sendable>({
+      write: (chunk) => this.send(chunk),
+      close: () => this.close(),
+      abort: () => this.close(new CloseReason(CloseCode.GoingAway, "")),
+    });
+    return this.writer;
   }
 
   /** Aborted when the session ends; its reason is the `CloseReason`. */

@@ -3,14 +3,14 @@
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import express from "express";
-import Fastify from "fastify";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
+import { startExpress } from "../../examples/attach/express.js";
+import { startFastify } from "../../examples/attach/fastify.js";
+import { createNodeServer } from "../../examples/attach/node-http.js";
 import { type Application, createApp, WebSockets } from "../../src/index.js";
 import { cleanup, onCleanup } from "../helpers/cleanup.js";
 
@@ -44,17 +44,11 @@ async function roundTrip(url: string, text: string, options: WebSocket.ClientOpt
   return { reply, code: await closed };
 }
 
-describe("attach to frameworks' servers", () => {
+describe("attach to frameworks' servers (examples/attach)", () => {
   it("Express: WebSocket routes on app.listen()'s server, Express routes still answer", async () => {
-    const web = express();
-    web.get("/hello", (_req, res) => {
-      res.type("text/plain").send("hello from express");
-    });
-    const server: Server = await new Promise((resolve) => {
-      const s = web.listen(0, "127.0.0.1", () => resolve(s));
-    });
+    const { server, stop } = await startExpress();
     onCleanup(() => new Promise((resolve) => server.close(() => resolve(undefined))));
-    echoApp().attach(server);
+    onCleanup(stop);
     const { port } = server.address() as AddressInfo;
 
     expect(await roundTrip(`ws://127.0.0.1:${port}/ws/express`, "hi")).toEqual({
@@ -67,11 +61,9 @@ describe("attach to frameworks' servers", () => {
   });
 
   it("Fastify: WebSocket routes on fastify.server, Fastify routes still answer", async () => {
-    const fastify = Fastify();
-    fastify.get("/hello", async () => ({ from: "fastify" }));
-    await fastify.listen({ port: 0, host: "127.0.0.1" });
+    const { fastify, stop } = await startFastify();
     onCleanup(() => fastify.close());
-    echoApp().attach(fastify.server);
+    onCleanup(stop);
     const { port } = fastify.server.address() as AddressInfo;
 
     expect(await roundTrip(`ws://127.0.0.1:${port}/ws/fastify`, "hey")).toEqual({
@@ -80,6 +72,20 @@ describe("attach to frameworks' servers", () => {
     });
     const page = await fetch(`http://127.0.0.1:${port}/hello`);
     expect(await page.json()).toEqual({ from: "fastify" });
+  });
+
+  it("node:http: WebSocket routes beside the server's own request handler", async () => {
+    const { server, stop } = createNodeServer();
+    onCleanup(() => new Promise((resolve) => server.close(() => resolve(undefined))));
+    onCleanup(stop);
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as AddressInfo;
+
+    expect(await roundTrip(`ws://127.0.0.1:${port}/ws/plain`, "yo")).toEqual({
+      reply: "plain: yo",
+      code: 1000,
+    });
+    expect(await (await fetch(`http://127.0.0.1:${port}/anything`)).text()).toBe("hello from node:http\n");
   });
 });
 
