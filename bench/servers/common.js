@@ -1,0 +1,53 @@
+// @ts-check
+/**
+ * What every benchmark server shares, under Node and under Bun: the settings read from the environment,
+ * the "READY <port>" line, and a line protocol on stdin for the harness:
+ *
+ *   gc    → collects garbage (node --expose-gc, or Bun.gc) and answers "GC"
+ *   EOF   → the harness is gone: exit (so no server outlives it, even after a SIGKILL of the harness)
+ */
+
+/** Largest message every server accepts (the 1 MiB echo needs more than the libraries' defaults). */
+export const MAX_PAYLOAD = 64 * 1024 * 1024;
+
+/** `BENCH_MODE=broadcast`: every message received is sent to every connection (the sender included). */
+export const broadcast = process.env.BENCH_MODE === "broadcast";
+
+/** `BENCH_DEFLATE=1`: permessage-deflate on, every message compressed (threshold 0). */
+export const deflate = process.env.BENCH_DEFLATE === "1";
+
+/** Tells the harness the port, and starts listening for its commands. */
+export function ready(/** @type {number} */ port) {
+  process.stdout.write(`READY ${port}\n`);
+  let pending = "";
+  process.stdin.setEncoding("utf8");
+  process.stdin.on("data", (/** @type {string} */ chunk) => {
+    pending += chunk;
+    let nl = pending.indexOf("\n");
+    while (nl >= 0) {
+      const line = pending.slice(0, nl).trim();
+      pending = pending.slice(nl + 1);
+      if (line === "gc") {
+        collectGarbage();
+        process.stdout.write("GC\n");
+      }
+      nl = pending.indexOf("\n");
+    }
+  });
+  process.stdin.on("end", () => process.exit(0));
+  process.stdin.on("error", () => process.exit(0));
+}
+
+function collectGarbage() {
+  /** @type {any} */
+  const g = globalThis;
+  if (g.Bun) {
+    g.Bun.gc(true);
+  } else if (typeof g.gc === "function") {
+    // Twice: the first full collection can leave finalizers that free more on the second.
+    g.gc();
+    g.gc();
+  }
+}
+
+export const noop = () => {};

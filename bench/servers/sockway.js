@@ -1,0 +1,41 @@
+// @ts-check
+/**
+ * sockway under test: the echo handler of the README, on "/".
+ *   node bench/servers/sockway.js                        → READY <port>
+ *   BENCH_DEFLATE=1 (sockway-deflate.js), BENCH_MODE=broadcast: see common.js
+ */
+import { createApp, permessageDeflate, WebSockets } from "../../dist/src/index.js";
+import { broadcast, deflate, MAX_PAYLOAD, noop, ready } from "./common.js";
+
+const app = createApp().install(WebSockets, {
+  pingPeriod: 0,
+  maxFrameSize: MAX_PAYLOAD,
+  extensions: deflate ? [permessageDeflate({ threshold: 0 })] : [],
+});
+app.onError((error, kind) => console.error(`sockway ${kind} error:`, error));
+
+/** @type {Set<import("../../dist/src/index.js").DefaultWebSocketSession>} */
+const members = new Set();
+
+app.routing((r) => {
+  if (!broadcast) {
+    r.webSocket("/", async (s) => {
+      for await (const f of s.incoming) await s.send(f);
+    });
+    return;
+  }
+  // Broadcast: the same frame (and so the same payload buffer) goes to every session, without waiting.
+  r.webSocket("/", async (s) => {
+    members.add(s);
+    try {
+      for await (const f of s.incoming) {
+        for (const m of members) m.send(f).catch(noop);
+      }
+    } finally {
+      members.delete(s);
+    }
+  });
+});
+
+const { port } = await app.listen({ port: 0, host: "127.0.0.1" });
+ready(port);
