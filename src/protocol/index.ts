@@ -52,6 +52,6 @@ export {
   parseExtensions,
   parseTokenList,
 } from "./header-grammar.js";
-export { applyMask } from "./mask.js";
+export { applyMask, applyMaskPortable, nativeMasking } from "./mask.js";
 export { isControlOpcode, isKnownOpcode, Opcode } from "./opcodes.js";
 export { isValidUtf8, Utf8Validator } from "./utf8.js";
