@@ -22,7 +22,7 @@ export const DEFAULT_SESSION_OPTIONS: Readonly<SessionOptions> = Object.freeze({
   maxFrameSize: 1024 * 1024,
   maxFragments: 1024,
   incomingBufferLimit: 1024 * 1024,
-  outgoingHighWaterMark: 64 * 1024,
+  outgoingHighWaterMark: 1024 * 1024,
   outgoingBufferLimit: 16 * 1024 * 1024,
 });
 
