@@ -2,33 +2,20 @@
  * RFC 6455 §5.5.1 and §7 (closing handshake, status codes) at the wire level (Autobahn case family 7).
  * The server echoes a peer's status code, then closes TCP itself (§7.1.1: the server closes first).
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   close,
   closePayload,
-  destroyAllClients,
-  type EchoServer,
   expectClose,
   expectEcho,
   frame,
   OP,
   ping,
-  RawClient,
-  startEchoServer,
   text,
+  useEchoServer,
 } from "./raw-client.js";
 
-let server: EchoServer;
-beforeAll(async () => {
-  server = await startEchoServer();
-});
-afterEach(() => destroyAllClients());
-afterAll(async () => {
-  destroyAllClients();
-  await server.stop();
-});
-
-const open = () => RawClient.open(server.port);
+const { open } = useEchoServer();
 
 describe("§7.4 status codes in the peer's Close frame (Autobahn 7.7, 7.9)", () => {
   it.each([1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999])(

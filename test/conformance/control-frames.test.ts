@@ -2,10 +2,8 @@
  * RFC 6455 §5.5 control frames, ping and pong (Autobahn case family 2), at the wire level.
  */
 import { randomBytes } from "node:crypto";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
-  destroyAllClients,
-  type EchoServer,
   expectClose,
   expectEcho,
   expectNormalClosure,
@@ -13,22 +11,11 @@ import {
   OP,
   ping,
   pong,
-  RawClient,
-  startEchoServer,
   text,
+  useEchoServer,
 } from "./raw-client.js";
 
-let server: EchoServer;
-beforeAll(async () => {
-  server = await startEchoServer();
-});
-afterEach(() => destroyAllClients());
-afterAll(async () => {
-  destroyAllClients();
-  await server.stop();
-});
-
-const open = () => RawClient.open(server.port);
+const { open } = useEchoServer();
 
 describe("§5.5.2 / §5.5.3 ping and pong (Autobahn 2.x)", () => {
   it("an empty ping is answered with an empty pong (2.1)", async () => {

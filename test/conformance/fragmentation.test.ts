@@ -3,10 +3,8 @@
  * reassemble fragments into one message and reply with it whole.
  */
 import { randomBytes } from "node:crypto";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
-  destroyAllClients,
-  type EchoServer,
   expectClose,
   expectEcho,
   expectNormalClosure,
@@ -14,22 +12,11 @@ import {
   frame,
   OP,
   ping,
-  RawClient,
-  startEchoServer,
   text,
+  useEchoServer,
 } from "./raw-client.js";
 
-let server: EchoServer;
-beforeAll(async () => {
-  server = await startEchoServer();
-});
-afterEach(() => destroyAllClients());
-afterAll(async () => {
-  destroyAllClients();
-  await server.stop();
-});
-
-const open = () => RawClient.open(server.port);
+const { open } = useEchoServer();
 
 /** A message split into frames: the first with `opcode`, the rest continuations, FIN on the last. */
 function fragments(opcode: number, parts: ReadonlyArray<Buffer | string>): Buffer[] {

@@ -3,11 +3,9 @@
  * bits, reserved opcodes and masking, against an in-process echo server.
  */
 import { randomBytes } from "node:crypto";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   binary,
-  destroyAllClients,
-  type EchoServer,
   expectBytes,
   expectClose,
   expectEcho,
@@ -17,21 +15,11 @@ import {
   OP,
   ping,
   RawClient,
-  startEchoServer,
   text,
+  useEchoServer,
 } from "./raw-client.js";
 
-let server: EchoServer;
-beforeAll(async () => {
-  server = await startEchoServer();
-});
-afterEach(() => destroyAllClients());
-afterAll(async () => {
-  destroyAllClients();
-  await server.stop();
-});
-
-const open = () => RawClient.open(server.port);
+const { open, port } = useEchoServer();
 const LENGTHS = [0, 125, 126, 127, 128, 65535, 65536];
 
 describe("§5.2 base framing: payload lengths (Autobahn 1.1, 1.2)", () => {
@@ -121,7 +109,7 @@ describe("§5.2 base framing: payload lengths (Autobahn 1.1, 1.2)", () => {
   });
 
   it("a frame sent in the same TCP write as the handshake request is processed", async () => {
-    const c = await RawClient.connect(server.port);
+    const c = await RawClient.connect(port());
     const res = await c.request(Buffer.concat([Buffer.from(handshakeRequest()), text("early")]));
     expect(res.status).toBe(101);
     await expectEcho(c, OP.text, "early");

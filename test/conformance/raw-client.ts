@@ -14,7 +14,7 @@ import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { expect } from "vitest";
+import { afterAll, afterEach, beforeAll, expect } from "vitest";
 import { createApp, WebSockets, type WebSocketsOptions } from "../../src/index.js";
 
 export { sleep };
@@ -728,4 +728,28 @@ export function collectGarbage(): void {
 export function rssMiB(): number {
   collectGarbage();
   return process.memoryUsage().rss / (1 << 20);
+}
+
+/**
+ * Starts an echo server for the tests of one file (vitest hooks) and destroys every raw client after each
+ * test. Returns how to reach it: `open()` a handshaken client, or the `port()`.
+ */
+export function useEchoServer(options: WebSocketsOptions = {}): {
+  open: () => Promise<RawClient>;
+  port: () => number;
+} {
+  let server: EchoServer | undefined;
+  beforeAll(async () => {
+    server = await startEchoServer(options);
+  });
+  afterEach(() => destroyAllClients());
+  afterAll(async () => {
+    destroyAllClients();
+    await server?.stop();
+  });
+  const port = () => {
+    if (!server) throw new Error("the echo server is not running yet");
+    return server.port;
+  };
+  return { open: () => RawClient.open(port()), port };
 }

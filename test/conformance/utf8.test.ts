@@ -3,31 +3,19 @@
  * with 1007 (Autobahn case family 6), as early as the first invalid byte ("fail fast").
  */
 import { performance } from "node:perf_hooks";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
-  destroyAllClients,
-  type EchoServer,
   expectClose,
   expectEcho,
   expectNormalClosure,
   frame,
   OP,
-  RawClient,
-  startEchoServer,
+  type RawClient,
   text,
+  useEchoServer,
 } from "./raw-client.js";
 
-let server: EchoServer;
-beforeAll(async () => {
-  server = await startEchoServer();
-});
-afterEach(() => destroyAllClients());
-afterAll(async () => {
-  destroyAllClients();
-  await server.stop();
-});
-
-const open = () => RawClient.open(server.port);
+const { open } = useEchoServer();
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ""), "hex");
 const utf8 = (s: string) => Buffer.from(s, "utf8");
 const KOSME = utf8("κόσμε");
