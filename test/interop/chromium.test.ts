@@ -3,36 +3,17 @@
  * in two pages (join, broadcast, leave with 1000, rejoin), and a raw `new WebSocket(url)` against an echo
  * route. Chromium offers permessage-deflate: the chat runs once without it and once with it negotiated.
  */
-import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createChatApp } from "../../examples/chat/server.js";
 import type { Application } from "../../src/index.js";
+import { useChromium } from "./browser.js";
 import { type EchoServer, patternBytes, startEchoApp, within } from "./echo-app.js";
 
 const TIMEOUT = 30_000;
 const MIB = 1024 * 1024;
 
-let browser: Browser;
-
-beforeAll(async () => {
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-      "--disable-quic",
-    ],
-  });
-}, TIMEOUT);
-
-afterAll(async () => {
-  await browser?.close();
-}, TIMEOUT);
+const browser = useChromium(TIMEOUT);
 
 /** Text of every item in the page's message list. */
 const messagesOf = (page: Page) => page.locator("#messages li").allTextContents();
@@ -53,7 +34,7 @@ describe.each([
       app = createChatApp({ deflate });
       const { url } = await app.listen({ host: "127.0.0.1", port: 0 });
       base = url;
-      context = await browser.newContext();
+      context = await browser().newContext();
     }, TIMEOUT);
 
     afterAll(async () => {
@@ -218,7 +199,7 @@ describe("Chromium raw WebSocket ↔ sockway echo", { timeout: TIMEOUT }, () => 
 
   beforeAll(async () => {
     server = await startEchoApp({ maxFrameSize: 4 * MIB });
-    context = await browser.newContext();
+    context = await browser().newContext();
   }, TIMEOUT);
 
   afterAll(async () => {

@@ -3,10 +3,11 @@
  * ON: a page served by an HTTP route of the app opens `new WebSocket(...)`; Chromium offers
  * permessage-deflate, sockway accepts it, and text, ArrayBuffer and 1 MB messages round-trip.
  */
-import { type Browser, chromium, type Page } from "playwright-core";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { Page } from "playwright-core";
+import { afterEach, describe, expect, it } from "vitest";
 import type { PermessageDeflateOptions } from "../../src/index.js";
 import { type DeflateApp, onCleanup, runCleanup, startDeflateApp } from "../extensions/deflate-helpers.js";
+import { useChromium } from "./browser.js";
 
 const TIMEOUT = 60_000;
 const MB = 1_000_000;
@@ -15,27 +16,7 @@ const PAGE = `<!doctype html>
 <html><head><meta charset="utf-8"><title>sockway deflate</title></head>
 <body><p id="status">loaded</p></body></html>`;
 
-let browser: Browser;
-
-beforeAll(async () => {
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-      "--disable-quic",
-    ],
-  });
-}, TIMEOUT);
-
-afterAll(async () => {
-  await browser?.close();
-}, TIMEOUT);
+const browser = useChromium(TIMEOUT);
 
 afterEach(runCleanup);
 
@@ -49,7 +30,7 @@ async function startApp(deflate: PermessageDeflateOptions): Promise<DeflateApp> 
 }
 
 async function openPage(app: DeflateApp): Promise<Page> {
-  const context = await browser.newContext();
+  const context = await browser().newContext();
   onCleanup(() => context.close());
   const page = await context.newPage();
   const response = await page.goto(`http://127.0.0.1:${app.port}/`);

@@ -1,0 +1,34 @@
+import { type Browser, chromium } from "playwright-core";
+import { afterAll, beforeAll } from "vitest";
+
+/** Debian's Chromium, headless, with nothing that reaches for the network (this machine has none). */
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+      "--disable-quic",
+    ],
+  });
+}
+
+/** One browser for the tests of a file, closed after them. */
+export function useChromium(timeout: number): () => Browser {
+  let browser: Browser | undefined;
+  beforeAll(async () => {
+    browser = await launchChromium();
+  }, timeout);
+  afterAll(async () => {
+    await browser?.close();
+  }, timeout);
+  return () => {
+    if (!browser) throw new Error("Chromium is not running yet");
+    return browser;
+  };
+}
