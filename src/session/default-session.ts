@@ -1,6 +1,6 @@
 import { type ProtocolEvent, UsageError } from "../protocol/index.js";
 import { SessionError } from "./errors.js";
-import type { MessageFrame, WebSocketFrame } from "./frames.js";
+import { BinaryFrame, type MessageFrame, TextFrame, type WebSocketFrame } from "./frames.js";
 import { WebSocketSession } from "./session.js";
 
 /**
@@ -12,7 +12,9 @@ export class DefaultWebSocketSession<C = unknown, D = unknown> extends WebSocket
   protected onProtocolEvent(event: ProtocolEvent): void {
     if (event.type === "text" || event.type === "binary") {
       const type = event.type;
-      this.receiveMessage(event, (payload) => WebSocketSession.messageFrame(type, payload));
+      this.receiveMessage(event, (payload) =>
+        type === "text" ? new TextFrame(payload) : new BinaryFrame(payload),
+      );
     } else if (event.type === "close") {
       this.endIncoming();
     }

@@ -29,11 +29,6 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
     return this.read;
   }
 
-  /** Items received and not yet taken. */
-  get bufferedCount(): number {
-    return this.items.length - this.head;
-  }
-
   /** Bytes received and not yet taken by the application. */
   get bufferedBytes(): number {
     return this.bytes;

@@ -14,7 +14,7 @@ import {
 } from "../protocol/index.js";
 import { CloseReason } from "./close-reason.js";
 import { SessionError } from "./errors.js";
-import { BinaryFrame, type MessageFrame, TextFrame, type WebSocketFrame } from "./frames.js";
+import type { WebSocketFrame } from "./frames.js";
 import { IncomingQueue } from "./incoming-queue.js";
 import type { SessionOptions } from "./options.js";
 import { OrderedPipeline } from "./ordered-pipeline.js";
@@ -692,11 +692,6 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
           "SESSION_CLOSED",
           "the WebSocket session is closing or closed; nothing more can be sent",
         );
-  }
-
-  /** Helper for subclasses: wraps a whole data message as a frame. */
-  protected static messageFrame(type: "text" | "binary", data: Buffer): MessageFrame {
-    return type === "text" ? new TextFrame(data) : new BinaryFrame(data);
   }
 }
 
