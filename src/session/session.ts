@@ -505,8 +505,8 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     const budget = all
       ? Number.POSITIVE_INFINITY
       : this.options.outgoingHighWaterMark - socket.writableLength;
-    // A peer that does not read gets nothing more, control frames included: pongs wait here, where a
-    // newer one replaces an older one, so a ping flood cannot grow the socket's buffer.
+    // A peer that does not read gets nothing more, control frames included: pongs wait in the core,
+    // which keeps only the latest few, so a ping flood cannot grow the socket's buffer.
     const out = budget > 0 ? this.connection.takeOutput(budget) : NOTHING;
     if (out.length === 1) {
       socket.write(out[0]!);
