@@ -2,7 +2,9 @@ import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import { extname } from "node:path";
+import { isSafeHeaderValue, isToken } from "../protocol/index.js";
 import { contentTypeFor } from "./content-types.js";
+import { AppError } from "./errors.js";
 
 /** Request information shared by HTTP calls, upgrade calls and `session.call`. */
 export class ApplicationCall<P = Record<string, string | undefined>> {
@@ -55,8 +57,18 @@ export class UpgradeCall<P = Record<string, string | undefined>> extends Applica
   /** The subprotocol that will be echoed, if the route has one. */
   protocol: string | undefined;
 
-  /** Refuses the upgrade with an HTTP status (401, 403, ...) and a body. Return it from the hook. */
+  /**
+   * Refuses the upgrade with an HTTP status (300-599: 401, 403, 429, ...) and a body. Return it from the
+   * hook. A status outside that range or a header that could not be written as it is (a name that is not
+   * a token, a value with CR, LF or NUL) throws an `AppError` `INVALID_REJECTION`.
+   */
   reject(status: number, body = "", headers: Readonly<Record<string, string>> = {}): Rejection {
+    if (!Number.isInteger(status) || status < 300 || status > 599)
+      throw new AppError("INVALID_REJECTION", `a refusal needs a status from 300 to 599, not ${status}`);
+    for (const [name, value] of Object.entries(headers)) {
+      if (!isToken(name) || typeof value !== "string" || !isSafeHeaderValue(value))
+        throw new AppError("INVALID_REJECTION", `refusal header ${JSON.stringify(name)} cannot be sent`);
+    }
     return new Rejection(status, body, headers);
   }
 }

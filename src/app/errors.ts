@@ -3,6 +3,7 @@ export type AppErrorCode =
   | "PLUGIN_MISSING"
   | "PLUGIN_ALREADY_INSTALLED"
   | "INVALID_OPTION"
+  | "INVALID_REJECTION"
   | "ALREADY_LISTENING";
 
 export class AppError extends Error {

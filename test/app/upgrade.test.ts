@@ -301,4 +301,39 @@ describe("opening handshake: beforeUpgrade", () => {
     expect(refusal.status).toBe(500);
     expect(errors).toEqual([{ error: boom, kind: "handler" }]);
   });
+
+  it.each([
+    ["a status below 300", 101, {}],
+    ["a 2xx status", 200, {}],
+    ["a status above 599", 600, {}],
+    ["a fractional status", 401.5, {}],
+    ["a header value with CR LF", 401, { "X-Why": "no\r\nSet-Cookie: a=b" }],
+    ["a header name that is not a token", 401, { "X Why": "no" }],
+  ])("reject with %s throws INVALID_REJECTION, answered 500", async (_what, status, headers) => {
+    const { wsUrl, errors } = await startApp((r) => {
+      r.webSocket(
+        "/ws",
+        { beforeUpgrade: (call) => call.reject(status, "no", headers as Record<string, string>) },
+        async () => {},
+      );
+    });
+    const refusal = await wsRefusal(`${wsUrl}/ws`);
+    expect(refusal.status).toBe(500);
+    expect(refusal.headers["set-cookie"]).toBeUndefined();
+    expect(errors).toHaveLength(1);
+    expect(errors[0]?.error).toMatchObject({ name: "AppError", code: "INVALID_REJECTION" });
+  });
+
+  it("reject with a redirect status (302 and Location) is sent as it is", async () => {
+    const { wsUrl } = await startApp((r) => {
+      r.webSocket(
+        "/ws",
+        { beforeUpgrade: (call) => call.reject(302, "", { Location: "/elsewhere" }) },
+        async () => {},
+      );
+    });
+    const refusal = await wsRefusal(`${wsUrl}/ws`);
+    expect(refusal.status).toBe(302);
+    expect(refusal.headers.location).toBe("/elsewhere");
+  });
 });
