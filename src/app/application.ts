@@ -161,7 +161,7 @@ export class Application implements RouteHost, UpgradeHost {
    * on the matching WebSocket route, or answers with the right HTTP error.
    */
   readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    socket.on("error", () => socket.destroy());
+    socket.on("error", destroySocket);
     if (this.stopping) return refuse(socket, 503, "Server shutting down\n");
     const { path, query } = splitUrl(req.url);
     const matches = this.matchPath(path);
@@ -295,4 +295,9 @@ function splitUrl(url: string | undefined): { path: string; query: string } {
 /** Creates an application. Install `WebSockets`, define routes with `routing`, then `listen`. */
 export function createApp(): Application {
   return new Application();
+}
+
+/** An 'error' listener shared by every upgraded socket (no closure per connection). */
+function destroySocket(this: Duplex): void {
+  this.destroy();
 }

@@ -471,7 +471,8 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
 
   private readonly onEnd = (): void => {
     this.connection.receiveEof();
-    this.socket.end();
+    // Usually our side has ended already (the server closes first); ending again costs an error object.
+    if (!this.socket.writableEnded) this.socket.end();
   };
 
   private readonly onSocketError = (): void => {
