@@ -4,8 +4,12 @@
  *   node bench/servers/sockway.js                        → READY <port>
  *   BENCH_DEFLATE=1 (sockway-deflate.js), BENCH_MODE=broadcast: see common.js
  */
-import { createApp, permessageDeflate, WebSockets } from "../../dist/src/index.js";
 import { broadcast, deflate, MAX_PAYLOAD, noop, ready } from "./common.js";
+
+// BENCH_SOCKWAY_DIST points at another build (a copy of dist/src) to compare two versions of sockway.
+const { createApp, permessageDeflate, WebSockets } = await import(
+  process.env.BENCH_SOCKWAY_DIST ? `${process.env.BENCH_SOCKWAY_DIST}/index.js` : "../../dist/src/index.js"
+);
 
 const app = createApp().install(WebSockets, {
   pingPeriod: 0,
