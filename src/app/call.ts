@@ -1,6 +1,7 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import { extname } from "node:path";
 import { isSafeHeaderValue, isToken } from "../protocol/index.js";
 import { contentTypeFor } from "./content-types.js";
@@ -12,9 +13,13 @@ export class ApplicationCall<P = Record<string, string | undefined>> {
   readonly path: string;
   private readonly rawQuery: string;
   private parsedQuery: URLSearchParams | undefined;
+  private req: IncomingMessage | undefined;
+  /** The parsed headers and the socket, kept when the request is released. */
+  private keptHeaders: IncomingHttpHeaders | undefined;
+  private keptSocket: Socket | undefined;
 
   constructor(
-    readonly request: IncomingMessage,
+    request: IncomingMessage,
     /** Path parameters, typed from the route pattern. */
     readonly parameters: P,
     path: string,
@@ -22,6 +27,30 @@ export class ApplicationCall<P = Record<string, string | undefined>> {
   ) {
     this.path = path;
     this.rawQuery = rawQuery;
+    this.req = request;
+  }
+
+  /**
+   * node:http's request. In a WebSocket session it is released once the handshake is done, unless the
+   * plugin's `keepRequest` is set: reading it then throws `AppError` `REQUEST_RELEASED`. Read what you
+   * need in `beforeUpgrade` (and return it as the session's data), or use `headers` and the others.
+   */
+  get request(): IncomingMessage {
+    if (!this.req)
+      throw new AppError(
+        "REQUEST_RELEASED",
+        "call.request is released after the WebSocket handshake; use call.headers, read it in beforeUpgrade, or install WebSockets with keepRequest: true",
+      );
+    return this.req;
+  }
+
+  /** @internal Drops the IncomingMessage (raw headers, stream state), keeping the parsed headers. */
+  releaseRequest(): void {
+    const req = this.req;
+    if (!req) return;
+    this.keptHeaders = req.headers;
+    this.keptSocket = req.socket as Socket;
+    this.req = undefined;
   }
 
   /** The query string's parameters (parsed on first use). */
@@ -31,15 +60,16 @@ export class ApplicationCall<P = Record<string, string | undefined>> {
   }
 
   get headers(): IncomingHttpHeaders {
-    return this.request.headers;
+    return this.req ? this.req.headers : this.keptHeaders!;
   }
 
+  /** The request method (always GET for a WebSocket handshake). */
   get method(): string {
-    return this.request.method ?? "GET";
+    return this.req ? (this.req.method ?? "GET") : "GET";
   }
 
   get remoteAddress(): string | undefined {
-    return this.request.socket.remoteAddress;
+    return (this.req ? this.req.socket : this.keptSocket)?.remoteAddress;
   }
 }
 

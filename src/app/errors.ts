@@ -4,6 +4,7 @@ export type AppErrorCode =
   | "PLUGIN_ALREADY_INSTALLED"
   | "INVALID_OPTION"
   | "INVALID_REJECTION"
+  | "REQUEST_RELEASED"
   | "ALREADY_LISTENING";
 
 export class AppError extends Error {

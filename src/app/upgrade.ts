@@ -3,7 +3,12 @@ import type { Duplex } from "node:stream";
 import { negotiateExtensions } from "../extensions/index.js";
 import { acceptResponseHead, Connection, errorResponse, validateUpgradeRequest } from "../protocol/index.js";
 import type { RouteMatch } from "../routing/index.js";
-import { DefaultWebSocketSession, type ManagedSession, RawWebSocketSession } from "../session/index.js";
+import {
+  DefaultWebSocketSession,
+  type ManagedSession,
+  RawWebSocketSession,
+  type SessionHooks,
+} from "../session/index.js";
 import { Rejection, UpgradeCall } from "./call.js";
 import type { RouteEntry } from "./route-builder.js";
 import { STATUS_TEXT } from "./status-text.js";
@@ -119,17 +124,29 @@ export async function upgrade(
   const session: AnySession = new Session<UpgradeCall, unknown>(socket, connection, sessionOptions, {
     call,
     data,
-    hooks: {
-      onError: (error, kind) => host.reportError(error, kind),
-      onEnd: () => host.sessionEnded(session),
-    },
+    hooks: hooksFor(host),
     extensions: negotiated.accepted,
     protocol: entry.protocol,
     codec: negotiated.createCodec?.(),
   });
+  if (!config.keepRequest) call.releaseRequest();
   host.sessionStarted(session);
   session.receiveHead(head);
   runHandler(session, entry.handler as unknown as (s: AnySession) => unknown);
+}
+
+/** One hooks object per application, shared by its sessions. */
+const hooksByHost = new WeakMap<UpgradeHost, SessionHooks>();
+function hooksFor(host: UpgradeHost): SessionHooks {
+  let hooks = hooksByHost.get(host);
+  if (!hooks) {
+    hooks = {
+      onError: (error, kind) => host.reportError(error, kind),
+      onEnd: (session) => host.sessionEnded(session),
+    };
+    hooksByHost.set(host, hooks);
+  }
+  return hooks;
 }
 
 function runHandler(session: AnySession, handler: (s: AnySession) => unknown): void {

@@ -23,6 +23,12 @@ export interface WebSocketsOptions extends Partial<SessionOptions> {
   handshakeTimeout?: number;
   /** Largest request head in bytes, when sockway runs the server (`listen`); default 8 KiB. Larger: 431. */
   maxHeaderSize?: number;
+  /**
+   * Keep node:http's `IncomingMessage` as `session.call.request` for the whole session. Default false:
+   * it is released once the handshake is done (about 1 KiB per connection); `call.headers`, `path`,
+   * `parameters`, `query` and `remoteAddress` stay available, and `beforeUpgrade` sees the request.
+   */
+  keepRequest?: boolean;
 }
 
 /** The plugin's resolved configuration. */
@@ -32,6 +38,7 @@ export interface WebSocketsConfig {
   originAllowed: (origin: string | undefined) => boolean;
   handshakeTimeout: number;
   maxHeaderSize: number;
+  keepRequest: boolean;
 }
 
 export interface Plugin<O, C> {
@@ -56,6 +63,7 @@ export const WebSockets: Plugin<WebSocketsOptions, WebSocketsConfig> = {
       allowedOrigins,
       handshakeTimeout,
       maxHeaderSize,
+      keepRequest,
       extensions,
       masking: _masking,
       ...sessionOptions
@@ -72,6 +80,7 @@ export const WebSockets: Plugin<WebSocketsOptions, WebSocketsConfig> = {
       originAllowed: originPolicy(allowedOrigins),
       handshakeTimeout: positiveInteger("handshakeTimeout", handshakeTimeout, DEFAULT_HANDSHAKE_TIMEOUT),
       maxHeaderSize: positiveInteger("maxHeaderSize", maxHeaderSize, DEFAULT_MAX_HEADER_SIZE),
+      keepRequest: keepRequest === true,
     };
   },
 };

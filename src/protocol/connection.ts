@@ -52,6 +52,8 @@ export interface CloseInfo {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Shared empty array that stands for every empty queue until something is pushed (never mutated). */
+const NONE: never[] = Object.freeze([]) as never[];
 const MASK_POOL_SIZE = 4096;
 /** Pongs owed at most; a longer backlog keeps the latest ones. */
 export const MAX_PENDING_PONGS = 16;
@@ -82,17 +84,17 @@ export class Connection implements FrameSink {
   private readonly deferCloseReply: boolean;
   private readonly randomFill: ((target: Uint8Array) => void) | undefined;
   private readonly parser = new FrameParser(this);
-  private events: ProtocolEvent[] = [];
+  private events: ProtocolEvent[] = NONE as never;
   /** Pings and pongs, each one buffer (control payloads are small enough to coalesce). */
-  private urgentOutput: Buffer[] = [];
+  private urgentOutput: Buffer[] = NONE as never;
   /**
    * Automatic answers to pings, not yet taken. Past MAX_PENDING_PONGS the oldest is dropped (§5.5.3
    * allows answering only the most recent pings), so a peer that floods pings without reading our
    * output holds a bounded number of pongs.
    */
-  private pendingPongs: Buffer[] = [];
+  private pendingPongs: Buffer[] = NONE as never;
   /** Other frames, each as its buffers, so a partial take never splits a frame. */
-  private output: Buffer[][] = [];
+  private output: Buffer[][] = NONE as never;
   private outputHead = 0;
   private queuedBytes = 0;
 
@@ -100,17 +102,17 @@ export class Connection implements FrameSink {
   private frameOpcode = 0;
   private frameFin = false;
   private frameRsv1 = false;
-  private framePieces: Buffer[] = [];
+  private framePieces: Buffer[] = NONE as never;
   private frameSize = 0;
-  private controlPieces: Buffer[] = [];
+  private controlPieces: Buffer[] = NONE as never;
   // The data message being received (0 = none in progress).
   private messageOpcode = 0;
   private messageCompressed = false;
   private messageSize = 0;
   private messageFragments = 0;
-  private messagePieces: Buffer[] = [];
+  private messagePieces: Buffer[] = NONE as never;
   private checkUtf8 = false;
-  private readonly utf8 = new Utf8Validator();
+  private utf8: Utf8Validator | undefined; // made for the first text message
   private maskPool: Uint8Array | undefined;
   private maskOffset = MASK_POOL_SIZE;
   // Outgoing fragmented message in progress (0 = none).
@@ -155,7 +157,7 @@ export class Connection implements FrameSink {
   takeEvents(): readonly ProtocolEvent[] {
     const events = this.events;
     if (events.length === 0) return NO_EVENTS;
-    this.events = [];
+    this.events = NONE as never;
     return events;
   }
 
@@ -166,10 +168,10 @@ export class Connection implements FrameSink {
    */
   takeOutput(limit = Number.POSITIVE_INFINITY): Buffer[] {
     const out = this.urgentOutput.length > 0 ? this.urgentOutput : [];
-    if (out.length > 0) this.urgentOutput = [];
+    if (out.length > 0) this.urgentOutput = NONE as never;
     if (this.pendingPongs.length > 0) {
       for (const pong of this.pendingPongs) out.push(pong);
-      this.pendingPongs = [];
+      this.pendingPongs = NONE as never;
     }
     const frames = this.output;
     let i = this.outputHead;
@@ -183,7 +185,7 @@ export class Connection implements FrameSink {
     }
     this.queuedBytes -= taken;
     if (i === frames.length) {
-      if (frames.length > 0) this.output = [];
+      if (frames.length > 0) this.output = NONE as never;
       this.outputHead = 0;
     } else {
       this.outputHead = i;
@@ -203,6 +205,7 @@ export class Connection implements FrameSink {
   }
 
   private queueFrame(frame: Buffer[]): void {
+    if (this.output === NONE) this.output = [];
     this.output.push(frame);
     for (let j = 0; j < frame.length; j++) this.queuedBytes += frame[j]!.length;
   }
@@ -286,19 +289,22 @@ export class Connection implements FrameSink {
 
   onPayload(piece: Buffer, _offset: number): boolean {
     if (isControlOpcode(this.frameOpcode)) {
+      if (this.controlPieces === NONE) this.controlPieces = [];
       this.controlPieces.push(piece);
       return true;
     }
-    if (this.checkUtf8 && !this.utf8.write(piece)) {
+    if (this.checkUtf8 && !this.textValidator().write(piece)) {
       return this.failWith(
         new ProtocolError("INVALID_UTF8", CloseCode.InvalidPayload, "text message is not valid UTF-8"),
       );
     }
     // Message mode collects payload per message, so a fragmented message is copied once, at its end.
     if (this.mode === "frames") {
+      if (this.framePieces === NONE) this.framePieces = [];
       this.framePieces.push(piece);
       this.frameSize += piece.length;
     } else {
+      if (this.messagePieces === NONE) this.messagePieces = [];
       this.messagePieces.push(piece);
     }
     return true;
@@ -308,11 +314,11 @@ export class Connection implements FrameSink {
     const opcode = this.frameOpcode;
     if (isControlOpcode(opcode)) {
       const payload = join(this.controlPieces, -1);
-      if (this.controlPieces.length > 0) this.controlPieces = [];
+      if (this.controlPieces.length > 0) this.controlPieces = NONE as never;
       return this.handleControl(opcode, payload);
     }
     const fin = this.frameFin;
-    if (fin && this.checkUtf8 && !this.utf8.end()) {
+    if (fin && this.checkUtf8 && !this.textValidator().end()) {
       return this.failWith(
         new ProtocolError(
           "INVALID_UTF8",
@@ -323,21 +329,31 @@ export class Connection implements FrameSink {
     }
     if (this.mode === "frames") {
       const payload = join(this.framePieces, this.frameSize);
-      if (this.framePieces.length > 0) this.framePieces = [];
-      this.events.push({
+      if (this.framePieces.length > 0) this.framePieces = NONE as never;
+      this.emit({
         type: "frame",
         frame: { fin, rsv1: this.frameRsv1, rsv2: false, rsv3: false, opcode, payload },
       });
     } else if (fin) {
-      this.events.push({
+      this.emit({
         type: this.messageOpcode === Opcode.Text ? "text" : "binary",
         data: join(this.messagePieces, this.messageSize),
         compressed: this.messageCompressed,
       });
-      if (this.messagePieces.length > 0) this.messagePieces = [];
+      if (this.messagePieces.length > 0) this.messagePieces = NONE as never;
     }
     if (fin) this.messageOpcode = 0;
     return true;
+  }
+
+  private emit(event: ProtocolEvent): void {
+    if (this.events === NONE) this.events = [];
+    this.events.push(event);
+  }
+
+  private textValidator(): Utf8Validator {
+    this.utf8 ??= new Utf8Validator();
+    return this.utf8;
   }
 
   onHeaderError(error: ProtocolError): void {
@@ -346,15 +362,16 @@ export class Connection implements FrameSink {
 
   private handleControl(opcode: number, payload: Buffer): boolean {
     if (opcode === Opcode.Ping) {
-      this.events.push({ type: "ping", data: payload });
+      this.emit({ type: "ping", data: payload });
       if (this.autoPong && !this.closeSent) {
         if (this.pendingPongs.length >= MAX_PENDING_PONGS) this.pendingPongs.shift();
+        if (this.pendingPongs === NONE) this.pendingPongs = [];
         this.pendingPongs.push(this.encode(Opcode.Pong, payload, true)[0]!);
       }
       return true;
     }
     if (opcode === Opcode.Pong) {
-      this.events.push({ type: "pong", data: payload });
+      this.emit({ type: "pong", data: payload });
       return true;
     }
     // Close (§5.5.1, §7.1.5): empty, or a valid 2-byte code followed by a UTF-8 reason.
@@ -379,7 +396,7 @@ export class Connection implements FrameSink {
       reason = reasonBytes.toString("utf8");
     }
     this.closeReceived = { code, reason };
-    this.events.push({ type: "close", code, reason });
+    this.emit({ type: "close", code, reason });
     if (this.closeSent) this.state = "closed";
     else if (this.deferCloseReply) this.state = "closing";
     else this.replyToClose();
@@ -484,7 +501,9 @@ export class Connection implements FrameSink {
     if (data.length > 125)
       throw new UsageError("CONTROL_PAYLOAD_TOO_LONG", "ping and pong payloads are limited to 125 bytes");
     if (this.state === "closed") throw new UsageError("SEND_AFTER_CLOSE", "the connection is closed");
-    for (const b of this.encode(opcode, data, true)) this.urgentOutput.push(b);
+    const frame = this.encode(opcode, data, true);
+    if (this.urgentOutput === NONE) this.urgentOutput = [];
+    for (const b of frame) this.urgentOutput.push(b);
   }
 
   private queueClose(code: number | undefined, reason: string): void {

@@ -38,17 +38,25 @@ export interface FrameSink {
  *
  * `push` takes ownership of the chunk: masked payload bytes are unmasked in place.
  */
+/** One header object and key buffer for every parser: parsing is synchronous, the sink copies what it keeps. */
+const HEADER: FrameHeader = {
+  fin: false,
+  rsv1: false,
+  rsv2: false,
+  rsv3: false,
+  opcode: 0,
+  masked: false,
+  length: 0,
+  maskKey: new Uint8Array(4),
+};
+/** Scratch key for unmasking a piece (filled from the parser's own key just before use). */
+const KEY = new Uint8Array(4);
+
 export class FrameParser {
-  private readonly header: FrameHeader = {
-    fin: false,
-    rsv1: false,
-    rsv2: false,
-    rsv3: false,
-    opcode: 0,
-    masked: false,
-    length: 0,
-    maskKey: new Uint8Array(4),
-  };
+  // The current frame's payload length and masking key (as one 32-bit number, byte 0 first).
+  private length = 0;
+  private masked = false;
+  private mask = 0;
   /** Header bytes that arrived split across chunks. */
   /** Made when a header first arrives split: many connections never need it. */
   private partial: Buffer | undefined;
@@ -78,13 +86,19 @@ export class FrameParser {
         if (pos < 0 || this.stopped) return;
         continue;
       }
-      const h = this.header;
-      const wanted = h.length - this.payloadOffset;
+      const wanted = this.length - this.payloadOffset;
       if (wanted > 0) {
         if (pos >= end) return;
         const take = Math.min(wanted, end - pos);
         const piece = chunk.subarray(pos, pos + take);
-        if (h.masked) applyMask(piece, h.maskKey, this.payloadOffset);
+        if (this.masked) {
+          const k = this.mask;
+          KEY[0] = k >>> 24;
+          KEY[1] = (k >>> 16) & 0xff;
+          KEY[2] = (k >>> 8) & 0xff;
+          KEY[3] = k & 0xff;
+          applyMask(piece, KEY, this.payloadOffset);
+        }
         const offset = this.payloadOffset;
         this.payloadOffset += take;
         pos += take;
@@ -92,7 +106,7 @@ export class FrameParser {
           this.stop();
           return;
         }
-        if (this.payloadOffset < h.length) return;
+        if (this.payloadOffset < this.length) return;
       }
       this.inPayload = false;
       if (!this.sink.onFrameEnd()) this.stop();
@@ -154,7 +168,7 @@ export class FrameParser {
       length = high * 0x100000000 + buf.readUInt32BE(p + 4);
       p += 8;
     }
-    const h = this.header;
+    const h = HEADER;
     h.fin = (b0 & 0x80) !== 0;
     h.rsv1 = (b0 & 0x40) !== 0;
     h.rsv2 = (b0 & 0x20) !== 0;
@@ -168,7 +182,10 @@ export class FrameParser {
       k[1] = buf[p + 1]!;
       k[2] = buf[p + 2]!;
       k[3] = buf[p + 3]!;
+      this.mask = ((k[0]! << 24) | (k[1]! << 16) | (k[2]! << 8) | k[3]!) >>> 0;
     }
+    this.length = length;
+    this.masked = masked;
     this.inPayload = true;
     this.payloadOffset = 0;
     if (!this.sink.onHeader(h)) {

@@ -109,7 +109,12 @@ function collect<H>(
   for (const entry of node.tail) out.push(toMatch(entry, segments));
 }
 
+/** Shared by every match of a route without parameters. */
+const NO_PARAMS: Readonly<Record<string, string>> = Object.freeze(Object.create(null));
+
 function toMatch<H>(entry: RouteEntry<H>, segments: readonly string[]): RouteMatch<H> {
+  if (!entry.parsed.segments.some((s) => s.kind === "param" || s.kind === "optional" || s.kind === "tail"))
+    return { value: entry.value, params: NO_PARAMS, pattern: entry.parsed.pattern };
   // Null prototype: a parameter may legally be named "__proto__" or "constructor".
   const params: Record<string, string> = Object.create(null);
   for (const [index, segment] of entry.parsed.segments.entries()) {

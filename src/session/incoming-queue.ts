@@ -1,12 +1,23 @@
 import { SessionError } from "./errors.js";
 
+/** The empty queue shared until an item has to wait (never written to). */
+const NONE: never[] = Object.freeze([]) as never[];
+
+/** Who is told when the queue fills, drains and is read to its end (an object, not three closures). */
+export interface IncomingQueueOwner {
+  incomingFull(): void;
+  incomingDrained(): void;
+  incomingReadToEnd(): void;
+}
+
 /**
  * The receive side of a session: an async-iterable queue with a byte limit. Past the limit it asks the
  * transport to pause reading (so TCP pushes back on the peer); once the consumer has taken it back
  * down to half the limit it resumes.
+ * It is its own iterator, so iterating allocates nothing per session.
  */
-export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncIterable<T> {
-  private items: T[] = [];
+export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncIterable<T>, AsyncIterator<T> {
+  private items: T[] = NONE as T[];
   private head = 0;
   private bytes = 0;
   private paused = false;
@@ -18,10 +29,7 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
   constructor(
     /** Bytes queued before reading pauses. */
     readonly limit: number,
-    private readonly pause: () => void,
-    private readonly resume: () => void,
-    /** Called when a reader has seen the end: every item taken, and no more will come. */
-    private readonly onReadToEnd: () => void = () => {},
+    private readonly owner: IncomingQueueOwner,
   ) {}
 
   /** Whether anyone has read (iterated or called `receive`) yet. */
@@ -42,11 +50,12 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
       waiter({ value: item, done: false });
       return;
     }
+    if (this.items === NONE) this.items = [];
     this.items.push(item);
     this.bytes += item.data.length;
     if (!this.paused && this.bytes > this.limit) {
       this.paused = true;
-      this.pause();
+      this.owner.incomingFull();
     }
   }
 
@@ -58,7 +67,7 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
     if (waiter && this.head === this.items.length) {
       this.waiter = undefined;
       waiter({ value: undefined, done: true });
-      this.onReadToEnd();
+      this.owner.incomingReadToEnd();
     }
   }
 
@@ -74,18 +83,18 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
       const item = this.items[this.head]!;
       this.items[this.head++] = undefined as unknown as T; // release for GC
       if (this.head === this.items.length) {
-        this.items = [];
+        this.items = NONE as T[];
         this.head = 0;
       }
       this.bytes -= item.data.length;
       if (this.paused && this.bytes <= this.limit / 2) {
         this.paused = false;
-        this.resume();
+        this.owner.incomingDrained();
       }
       return Promise.resolve({ value: item, done: false });
     }
     if (this.ended) {
-      this.onReadToEnd();
+      this.owner.incomingReadToEnd();
       return Promise.resolve({ value: undefined, done: true });
     }
     if (this.waiter)
@@ -95,15 +104,15 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
     });
   }
 
+  /** The queue is its own iterator: no iterator object or closures per session. */
   [Symbol.asyncIterator](): AsyncIterator<T> {
     if (this.iterating) throw new SessionError("INCOMING_IN_USE", "incoming is already being iterated");
     this.iterating = true;
-    return {
-      next: () => this.next(),
-      return: () => {
-        this.iterating = false;
-        return Promise.resolve({ value: undefined, done: true });
-      },
-    };
+    return this;
+  }
+
+  return(): Promise<IteratorResult<T>> {
+    this.iterating = false;
+    return Promise.resolve({ value: undefined, done: true });
   }
 }

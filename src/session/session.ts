@@ -26,7 +26,7 @@ export interface SessionHooks {
   /** Errors worth reporting: a handler that threw, a protocol violation by the peer. */
   onError?: (error: unknown, kind: SessionErrorKind) => void;
   /** The transport is gone and every timer released. */
-  onEnd?: () => void;
+  onEnd?: (session: ManagedSession) => void;
 }
 
 /** What a send accepts: text, bytes, or a frame. */
@@ -57,6 +57,15 @@ const NOTHING: Buffer[] = [];
 const PAUSED_BY_QUEUE = 1;
 const PAUSED_BY_DECODING = 2;
 const noop = () => {};
+const SESSION = Symbol("sockway.session");
+// biome-ignore lint/suspicious/noExplicitAny: any session, whatever its frame, call and data types
+type AnySession = WebSocketSession<any, any, any>;
+/** A socket that a session listens to, pointing back to it. */
+type SessionSocket = Duplex & { [SESSION]: AnySession };
+/** Sessions with output to write at the end of this event-loop turn. */
+let flushQueue: AnySession[] = [];
+const NO_WAITERS: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
+const IDLE_PIPELINE = new OrderedPipeline();
 
 /**
  * Binds a sans-I/O `Connection` to a Node stream: the read loop, batched writes, backpressure both ways,
@@ -73,7 +82,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   data: D;
 
   protected readonly connection: Connection;
-  protected readonly options: SessionOptions;
+  protected options: SessionOptions;
   // Made on first use: most sessions never ask, and each costs memory and handshake time.
   private abort: AbortController | undefined;
   private closePromise: Promise<CloseReason> | undefined;
@@ -87,7 +96,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   private flushScheduled = false;
   /** A zero-byte write is pending whose callback resumes writing what is still queued. */
   private wakeupPending = false;
-  private drainWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
+  private drainWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = NO_WAITERS;
   private pingTimer: NodeJS.Timeout | undefined;
   private pongTimer: NodeJS.Timeout | undefined;
   private closeTimer: NodeJS.Timeout | undefined;
@@ -104,8 +113,8 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   /** The negotiated extension's message codec (permessage-deflate), if any. */
   private readonly codec: MessageCodec | undefined;
   /** Messages waiting for the codec, in order: received ones and ones to send. */
-  private readonly inbound = new OrderedPipeline();
-  private readonly outbound = new OrderedPipeline();
+  private readonly inbound: OrderedPipeline;
+  private readonly outbound: OrderedPipeline;
   /** Reasons reads are paused: the queue is full, or too much is waiting to be decoded. */
   private pausedFor = 0;
 
@@ -116,29 +125,71 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     setup: SessionSetup<C, D>,
   ) {
     this.connection = connection;
-    this.options = { ...options };
+    this.options = options; // copied on first change (pingPeriod, timeout setters)
     this.call = setup.call;
     this.data = setup.data;
     this.hooks = setup.hooks ?? {};
     this.extensions = setup.extensions ?? [];
     this.protocol = setup.protocol;
     this.codec = setup.codec;
-    this.incoming = new IncomingQueue<F>(
-      options.incomingBufferLimit,
-      () => this.pauseReading(PAUSED_BY_QUEUE),
-      () => this.resumeReading(PAUSED_BY_QUEUE),
-      () => {
-        // The handler has seen the end of `incoming` after the peer's Close: answer it now.
-        if (this.replyToPeerClose()) this.scheduleFlush();
-      },
-    );
+    // Without a codec nothing is ever queued in them: one shared idle pipeline serves every such session.
+    this.inbound = setup.codec ? new OrderedPipeline() : IDLE_PIPELINE;
+    this.outbound = setup.codec ? new OrderedPipeline() : IDLE_PIPELINE;
+    this.incoming = new IncomingQueue<F>(options.incomingBufferLimit, this);
     (socket as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
-    socket.on("data", this.onData);
-    socket.on("end", this.onEnd);
-    socket.on("close", this.finish);
-    socket.on("error", this.onSocketError);
-    socket.on("drain", this.onDrain);
+    // Listeners are shared by every session (no closures per session): they find it through the socket.
+    (socket as SessionSocket)[SESSION] = this;
+    socket.on("data", WebSocketSession.socketData);
+    socket.on("end", WebSocketSession.socketEnd);
+    socket.on("close", WebSocketSession.socketClose);
+    // A reset or broken pipe from the peer: the 'close' event follows and reports 1006.
+    if (socket.listenerCount("error") === 0) socket.on("error", noop);
+    socket.on("drain", WebSocketSession.socketDrain);
     this.schedulePing();
+  }
+
+  /** @internal (IncomingQueueOwner) The queue is over its limit: stop reading from the socket. */
+  incomingFull(): void {
+    this.pauseReading(PAUSED_BY_QUEUE);
+  }
+  /** @internal (IncomingQueueOwner) */
+  incomingDrained(): void {
+    this.resumeReading(PAUSED_BY_QUEUE);
+  }
+  /** @internal (IncomingQueueOwner) The handler has seen the end of `incoming` after the peer's Close: answer it now. */
+  incomingReadToEnd(): void {
+    if (this.replyToPeerClose()) this.scheduleFlush();
+  }
+
+  private static socketData(this: SessionSocket, chunk: Buffer): void {
+    // biome-ignore lint/complexity/noThisInStatic: an event listener, called with the socket as `this`
+    this[SESSION].onData(chunk);
+  }
+  private static socketEnd(this: SessionSocket): void {
+    // biome-ignore lint/complexity/noThisInStatic: an event listener, called with the socket as `this`
+    this[SESSION].onEnd();
+  }
+  private static socketClose(this: SessionSocket): void {
+    // biome-ignore lint/complexity/noThisInStatic: an event listener, called with the socket as `this`
+    this[SESSION].finish();
+  }
+  private static socketDrain(this: SessionSocket): void {
+    // biome-ignore lint/complexity/noThisInStatic: an event listener, called with the socket as `this`
+    this[SESSION].onDrain();
+  }
+  private static pingDue(session: AnySession): void {
+    session.sendKeepalivePing();
+  }
+  private static pongDue(session: AnySession): void {
+    session.onPingTimeout();
+  }
+  private static closeDue(session: AnySession): void {
+    session.onCloseTimer();
+  }
+  private static flushAll(): void {
+    const sessions = flushQueue;
+    flushQueue = [];
+    for (let i = 0; i < sessions.length; i++) sessions[i]!.flushNow();
   }
 
   /** Resolves once the session has ended, with the peer's close reason (or ours, or 1006). */
@@ -180,7 +231,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     return this.options.pingPeriod;
   }
   set pingPeriod(ms: number) {
-    this.options.pingPeriod = ms;
+    this.options = { ...this.options, pingPeriod: ms };
     clearTimeout(this.pingTimer);
     this.pingTimer = undefined;
     if (!this.pongTimer) this.schedulePing();
@@ -191,7 +242,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     return this.options.timeout;
   }
   set timeout(ms: number) {
-    this.options.timeout = ms;
+    this.options = { ...this.options, timeout: ms };
   }
 
   /** Largest message accepted, in bytes (1009 beyond it). */
@@ -234,7 +285,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     if (message) return this.sendThroughCodec(this.codec!, message.opcode, message.bytes);
     // Behind a message that is still being encoded, later data waits its turn.
     if (!this.outbound.idle)
-      return this.outbound.run(size, () => this.queueData(data)).then(this.afterQueued);
+      return this.outbound.run(size, () => this.queueData(data)).then(() => this.afterQueued());
     try {
       this.queueData(data);
     } catch (error) {
@@ -267,11 +318,17 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
       const started = encoding;
       return this.outbound
         .run(size, async () => this.queueMessage(opcode, bytes, await started))
-        .then(this.afterQueued, this.encodeFailed);
+        .then(
+          () => this.afterQueued(),
+          (e: unknown) => this.encodeFailed(e),
+        );
     }
     return this.outbound
       .run(size, async () => this.queueMessage(opcode, bytes, await codec.encode(bytes)))
-      .then(this.afterQueued, this.encodeFailed);
+      .then(
+        () => this.afterQueued(),
+        (e: unknown) => this.encodeFailed(e),
+      );
   }
 
   private queueMessage(opcode: number, original: Buffer, encoded: Buffer | undefined): void {
@@ -281,15 +338,18 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     this.scheduleFlush();
   }
 
-  private readonly encodeFailed = (error: unknown): never => {
+  private encodeFailed(error: unknown): never {
     if (!(error instanceof SessionError)) this.failWith(error);
     throw error;
-  };
+  }
 
-  private readonly afterQueued = (): Promise<void> => {
+  private afterQueued(): Promise<void> {
     if (this.bufferedAmount <= this.options.outgoingHighWaterMark) return RESOLVED;
-    return new Promise((resolve, reject) => this.drainWaiters.push({ resolve, reject }));
-  };
+    return new Promise((resolve, reject) => {
+      if (this.drainWaiters === NO_WAITERS) this.drainWaiters = [];
+      this.drainWaiters.push({ resolve, reject });
+    });
+  }
 
   /** Resolves when everything sent so far has been handed to the kernel. */
   flush(): Promise<void> {
@@ -431,7 +491,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     if (head.length > 0) this.onData(head);
   }
 
-  private readonly onData = (chunk: Buffer): void => {
+  private onData(chunk: Buffer): void {
     const conn = this.connection;
     conn.receiveData(chunk);
     const events = conn.takeEvents();
@@ -444,7 +504,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     if (conn.failure) this.onFailure(conn.failure);
     if (conn.hasOutput) this.scheduleFlush();
     if (conn.state === "closed") this.closeTransport();
-  };
+  }
 
   /**
    * The peer's Close frame arrived. Our reply waits until the handler has taken what arrived before it,
@@ -469,32 +529,30 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     this.hooks.onError?.(failure, "protocol");
   }
 
-  private readonly onEnd = (): void => {
+  private onEnd(): void {
     this.connection.receiveEof();
     // Usually our side has ended already (the server closes first); ending again costs an error object.
     if (!this.socket.writableEnded) this.socket.end();
-  };
-
-  private readonly onSocketError = (): void => {
-    // A reset or broken pipe from the peer: the 'close' event follows and reports 1006.
-  };
+  }
 
   // ---- writing ----------------------------------------------------------------------------------
 
   protected scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    // One write per event-loop turn: every frame produced in this tick goes out together.
-    setImmediate(this.flushNow);
+    // One write per event-loop turn: every frame produced in this tick goes out together. One
+    // setImmediate serves every session that has something to write in this turn.
+    if (flushQueue.length === 0) setImmediate(WebSocketSession.flushAll);
+    flushQueue.push(this);
   }
 
-  private readonly flushNow = (): void => {
+  private flushNow(): void {
     this.flushScheduled = false;
     // A handler that does not read `incoming` cannot answer what came before the Close: reply now.
     if (!this.incoming.hasReader) this.replyToPeerClose();
     this.writeOutput();
     if (this.connection.state === "closed") this.closeTransport();
-  };
+  }
 
   /**
    * Hands queued frames to the socket up to the high-water mark (unless `all`): pings and pongs first,
@@ -519,41 +577,42 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     // More is queued here: come back when the socket has room. 'drain' only follows a refused write.
     if (this.connection.hasOutput && !socket.writableNeedDrain && !this.wakeupPending) {
       this.wakeupPending = true;
-      socket.write(EMPTY, this.onWakeup);
+      socket.write(EMPTY, () => this.onWakeup());
     }
     if (this.drainWaiters.length > 0) {
       if (this.bufferedAmount <= this.options.outgoingHighWaterMark) this.checkDrain();
-      else if (!socket.writableNeedDrain && !this.connection.hasOutput) socket.write(EMPTY, this.checkDrain);
+      else if (!socket.writableNeedDrain && !this.connection.hasOutput)
+        socket.write(EMPTY, () => this.checkDrain());
     }
   }
 
-  private readonly onWakeup = (): void => {
+  private onWakeup(): void {
     this.wakeupPending = false;
     this.onDrain();
-  };
+  }
 
-  private readonly onDrain = (): void => {
+  private onDrain(): void {
     if (this.finished) return;
     if (this.connection.hasOutput) this.writeOutput();
     this.checkDrain();
-  };
+  }
 
-  private readonly checkDrain = (): void => {
+  private checkDrain(): void {
     if (this.drainWaiters.length === 0 || this.bufferedAmount > this.options.outgoingHighWaterMark) return;
     const waiters = this.drainWaiters;
-    this.drainWaiters = [];
+    this.drainWaiters = NO_WAITERS;
     for (const w of waiters) w.resolve();
-  };
+  }
 
   // ---- keepalive --------------------------------------------------------------------------------
 
   private schedulePing(): void {
     if (this.options.pingPeriod <= 0 || this.finished || this.ended) return;
-    this.pingTimer = setTimeout(this.sendKeepalivePing, this.options.pingPeriod);
+    this.pingTimer = setTimeout(WebSocketSession.pingDue, this.options.pingPeriod, this);
     this.pingTimer.unref?.();
   }
 
-  private readonly sendKeepalivePing = (): void => {
+  private sendKeepalivePing(): void {
     this.pingTimer = undefined;
     if (this.finished || this.connection.state !== "open") return;
     this.codec?.releaseIdle?.();
@@ -563,12 +622,12 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     this.connection.sendPing(payload);
     this.scheduleFlush();
     if (this.options.timeout > 0) {
-      this.pongTimer = setTimeout(this.onPingTimeout, this.options.timeout);
+      this.pongTimer = setTimeout(WebSocketSession.pongDue, this.options.timeout, this);
       this.pongTimer.unref?.();
     } else {
       this.schedulePing();
     }
-  };
+  }
 
   private onPong(data: Buffer): void {
     // Only the pong that answers our latest ping counts (§5.5.3: same application data).
@@ -579,13 +638,13 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     this.schedulePing();
   }
 
-  private readonly onPingTimeout = (): void => {
+  private onPingTimeout(): void {
     this.pongTimer = undefined;
     if (this.finished) return;
     // We stopped reading (the handler is behind): the pong may be waiting in the socket unread. That
     // is not the peer's fault; wait another round instead of closing a live peer.
     if (this.pausedFor !== 0) {
-      this.pongTimer = setTimeout(this.onPingTimeout, this.options.timeout);
+      this.pongTimer = setTimeout(WebSocketSession.pongDue, this.options.timeout, this);
       this.pongTimer.unref?.();
       return;
     }
@@ -596,7 +655,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     this.writeOutput(true);
     this.socket.end();
     this.armCloseTimer(Math.min(this.options.timeout || 1000, 1000));
-  };
+  }
 
   // ---- closing ----------------------------------------------------------------------------------
 
@@ -635,11 +694,11 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
 
   private armCloseTimer(ms: number): void {
     clearTimeout(this.closeTimer);
-    this.closeTimer = setTimeout(this.onCloseTimer, ms);
+    this.closeTimer = setTimeout(WebSocketSession.closeDue, ms, this);
     this.closeTimer.unref?.();
   }
 
-  private readonly onCloseTimer = (): void => {
+  private onCloseTimer(): void {
     this.closeTimer = undefined;
     // Still holding our reply to the peer's Close (the handler did not take its messages): send it now.
     if (this.replyToPeerClose()) {
@@ -647,9 +706,9 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
       return;
     }
     this.socket.destroy();
-  };
+  }
 
-  private readonly finish = (): void => {
+  private finish(): void {
     if (this.finished) return;
     this.finished = true;
     this.ended = true;
@@ -657,8 +716,8 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     clearTimeout(this.pongTimer);
     clearTimeout(this.closeTimer);
     this.pingTimer = this.pongTimer = this.closeTimer = undefined;
-    this.socket.off("data", this.onData);
-    this.socket.off("drain", this.onDrain);
+    this.socket.off("data", WebSocketSession.socketData);
+    this.socket.off("drain", WebSocketSession.socketDrain);
     if (this.connection.state !== "closed") this.connection.receiveEof();
     const received = this.connection.closeReceived;
     const reason =
@@ -674,14 +733,14 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
         void Promise.all([this.inbound.run(0, noop), this.outbound.run(0, noop)]).then(() => codec.close());
     }
     const waiters = this.drainWaiters;
-    this.drainWaiters = [];
+    this.drainWaiters = NO_WAITERS;
     for (const w of waiters) w.reject(this.closedError());
     this.finalReason = reason;
     this.resolveCloseReason?.(reason);
     this.abort?.abort(reason);
     this.socket.on("error", noop);
-    this.hooks.onEnd?.();
-  };
+    this.hooks.onEnd?.(this);
+  }
 
   private closedError(): SessionError {
     return this.endedBy === "handler"

@@ -337,3 +337,66 @@ describe("opening handshake: beforeUpgrade", () => {
     expect(refusal.headers.location).toBe("/elsewhere");
   });
 });
+
+describe("session.call after the handshake", () => {
+  /** What a handler sees of its call, as JSON sent back to the client. */
+  const describeCall = (session: {
+    call: { request: { url?: string }; headers: Record<string, unknown> } & Record<string, unknown>;
+    send(text: string): Promise<void>;
+  }) => {
+    let request: string;
+    try {
+      request = `url ${session.call.request.url}`;
+    } catch (error) {
+      request = `${(error as { name: string }).name} ${(error as { code: string }).code}`;
+    }
+    return session.send(
+      JSON.stringify({
+        request,
+        header: session.call.headers["x-test"],
+        path: session.call.path,
+        room: (session.call.parameters as Record<string, string>).room,
+        query: (session.call.query as URLSearchParams).get("q"),
+        method: session.call.method,
+        remote: session.call.remoteAddress,
+      }),
+    );
+  };
+
+  it("releases the IncomingMessage by default: request throws REQUEST_RELEASED, the rest stays", async () => {
+    const seenInHook = deferred<string | undefined>();
+    const { wsUrl } = await startApp((r) => {
+      r.webSocket(
+        "/rooms/{room}",
+        { beforeUpgrade: (call) => void seenInHook.resolve(call.request.url) },
+        (session) => describeCall(session as never),
+      );
+    });
+    const client = await WsClient.open(`${wsUrl}/rooms/lobby?q=1`, [], { headers: { "X-Test": "yes" } });
+    expect(await within(seenInHook.promise, 1000, "beforeUpgrade")).toBe("/rooms/lobby?q=1");
+    expect(JSON.parse(await client.nextText())).toEqual({
+      request: "AppError REQUEST_RELEASED",
+      header: "yes",
+      path: "/rooms/lobby",
+      room: "lobby",
+      query: "1",
+      method: "GET",
+      remote: "127.0.0.1",
+    });
+  });
+
+  it("keepRequest: true keeps call.request for the whole session", async () => {
+    const { wsUrl } = await startApp(
+      (r) => {
+        r.webSocket("/rooms/{room}", (session) => describeCall(session as never));
+      },
+      { keepRequest: true },
+    );
+    const client = await WsClient.open(`${wsUrl}/rooms/lobby?q=1`, [], { headers: { "X-Test": "yes" } });
+    expect(JSON.parse(await client.nextText())).toMatchObject({
+      request: "url /rooms/lobby?q=1",
+      header: "yes",
+      method: "GET",
+    });
+  });
+});
