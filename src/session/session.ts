@@ -189,7 +189,16 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   private static flushAll(): void {
     const sessions = flushQueue;
     flushQueue = [];
-    for (let i = 0; i < sessions.length; i++) sessions[i]!.flushNow();
+    let i = 0;
+    try {
+      for (; i < sessions.length; i++) sessions[i]!.flushNow();
+    } finally {
+      // Should one throw (a bug), the sessions after it still get their turn.
+      if (i + 1 < sessions.length) {
+        if (flushQueue.length === 0) setImmediate(WebSocketSession.flushAll);
+        for (let j = i + 1; j < sessions.length; j++) flushQueue.push(sessions[j]!);
+      }
+    }
   }
 
   /** Resolves once the session has ended, with the peer's close reason (or ours, or 1006). */

@@ -1,0 +1,66 @@
+import { Duplex } from "node:stream";
+import { describe, expect, it } from "vitest";
+import { Connection } from "../../src/protocol/index.js";
+import { DEFAULT_SESSION_OPTIONS, DefaultWebSocketSession } from "../../src/session/index.js";
+
+/** A duplex that records what the session writes and never produces data. */
+function recordingSocket(): { socket: Duplex; written: Buffer[] } {
+  const written: Buffer[] = [];
+  const socket = new Duplex({
+    read() {},
+    write(chunk: Buffer, _encoding, done) {
+      written.push(chunk);
+      done();
+    },
+  });
+  return { socket, written };
+}
+
+function openSession() {
+  const { socket, written } = recordingSocket();
+  const connection = new Connection({ side: "server" });
+  const session = new DefaultWebSocketSession(
+    socket,
+    connection,
+    { ...DEFAULT_SESSION_OPTIONS, pingPeriod: 0 },
+    {
+      call: undefined,
+      data: undefined,
+    },
+  );
+  return { session, written };
+}
+
+const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+
+describe("writes of a turn are flushed together for every session", () => {
+  it("sessions that send in the same turn each write all their frames at the end of the turn", async () => {
+    const a = openSession();
+    const b = openSession();
+    void a.session.send("a1");
+    void b.session.send("b1");
+    void a.session.send("a2");
+    expect(a.written).toHaveLength(0); // nothing before the end of the turn
+    await nextTurn();
+    await nextTurn();
+    expect(Buffer.concat(a.written).toString("latin1")).toBe("\x81\x02a1\x81\x02a2");
+    expect(Buffer.concat(b.written).toString("latin1")).toBe("\x81\x02b1");
+  });
+
+  it("a session whose flush throws does not keep the others queued behind it from writing", async () => {
+    const a = openSession();
+    const b = openSession();
+    const failing = a.session as unknown as { flushNow(): void };
+    failing.flushNow = () => {
+      throw new Error("flush bug");
+    };
+    void a.session.send("a1");
+    void b.session.send("b1");
+    // Run the shared flush by hand so the error can be caught here instead of reaching the process.
+    const flushAll = (DefaultWebSocketSession as unknown as { flushAll(): void }).flushAll;
+    expect(() => flushAll()).toThrow("flush bug");
+    await nextTurn();
+    await nextTurn();
+    expect(Buffer.concat(b.written).toString("latin1")).toBe("\x81\x02b1");
+  });
+});
