@@ -4,42 +4,21 @@ import {
   CloseCode,
   type Connection,
   type ExtensionOffer,
-  isValidUtf8,
-  type MessageEvent,
   Opcode,
-  ProtocolError,
-  type ProtocolEvent,
+  type ProtocolError,
   toBuffer,
   UsageError,
 } from "../protocol/index.js";
 import { CloseReason } from "./close-reason.js";
 import { SessionError } from "./errors.js";
 import type { WebSocketFrame } from "./frames.js";
-import { IncomingQueue } from "./incoming-queue.js";
 import type { SessionOptions } from "./options.js";
-import { OrderedPipeline } from "./ordered-pipeline.js";
+import { type ManagedSession, NO_WAITERS, SessionChannel, type SessionHooks } from "./session-channel.js";
 
-/** Why a session reports to the error hook: the application's handler failed, or the peer broke the protocol. */
-export type SessionErrorKind = "handler" | "protocol";
-
-export interface SessionHooks {
-  /** Errors worth reporting: a handler that threw, a protocol violation by the peer. */
-  onError?: (error: unknown, kind: SessionErrorKind) => void;
-  /** The transport is gone and every timer released. */
-  onEnd?: (session: ManagedSession) => void;
-}
+export type { ManagedSession, SessionErrorKind, SessionHooks } from "./session-channel.js";
 
 /** What a send accepts: text, bytes, or a frame. */
 export type Sendable = string | Uint8Array | WebSocketFrame;
-
-/** What an application needs to manage a session it started, whatever the session's frame type. */
-export interface ManagedSession {
-  readonly closeReason: Promise<CloseReason>;
-  receiveHead(head: Buffer): void;
-  handlerFinished(error?: unknown): void;
-  goAway(): void;
-  terminate(): void;
-}
 
 /** How a session is put together by the app layer. */
 export interface SessionSetup<C, D> {
@@ -53,36 +32,23 @@ export interface SessionSetup<C, D> {
 
 const RESOLVED: Promise<void> = Promise.resolve();
 const EMPTY = Buffer.alloc(0);
-const NOTHING: Buffer[] = [];
-const PAUSED_BY_QUEUE = 1;
-const PAUSED_BY_DECODING = 2;
 const noop = () => {};
-const SESSION = Symbol("sockway.session");
 // biome-ignore lint/suspicious/noExplicitAny: any session, whatever its frame, call and data types
 type AnySession = WebSocketSession<any, any, any>;
-/** A socket that a session listens to, pointing back to it. */
-type SessionSocket = Duplex & { [SESSION]: AnySession };
-/** Sessions with output to write at the end of this event-loop turn. */
-let flushQueue: AnySession[] = [];
-const NO_WAITERS: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
-const IDLE_PIPELINE = new OrderedPipeline();
 
 /**
- * Binds a sans-I/O `Connection` to a Node stream: the read loop, batched writes, backpressure both ways,
- * keepalive pings and the close/timeout sequence. All timers of a session live here.
+ * A WebSocket session: what a handler gets. On top of the I/O in `SessionChannel` it has the API
+ * (send, flush, close, closeReason, signal...), keepalive pings and the closing sequence with its
+ * timeouts. All timers of a session live here.
  *
  * `F` is what `incoming` yields; `C` the call (request) information; `D` the per-session user data.
  */
 export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unknown, D = unknown>
+  extends SessionChannel<F>
   implements ManagedSession
 {
-  /** Received items; ends when the session ends. Iterate once, or call `incoming.receive()`. */
-  readonly incoming: IncomingQueue<F>;
   /** Per-session user data, from the route's `beforeUpgrade` hook. */
   data: D;
-
-  protected readonly connection: Connection;
-  protected options: SessionOptions;
   // Made on first use: most sessions never ask, and each costs memory and handshake time.
   private abort: AbortController | undefined;
   private closePromise: Promise<CloseReason> | undefined;
@@ -90,115 +56,38 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   private finalReason: CloseReason | undefined;
   private writer: WritableStream<Sendable> | undefined;
   private localReason: CloseReason | undefined;
-  private finished = false;
-  private ended = false; // no more sends: closing, or the handler returned
   private endedBy: "close" | "handler" = "close";
-  private flushScheduled = false;
-  /** A zero-byte write is pending whose callback resumes writing what is still queued. */
-  private wakeupPending = false;
-  private drainWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = NO_WAITERS;
   private pingTimer: NodeJS.Timeout | undefined;
   private pongTimer: NodeJS.Timeout | undefined;
   private closeTimer: NodeJS.Timeout | undefined;
   private pingCounter = 0;
   private expectedPong: Buffer | undefined;
-
   /** Request information: path parameters, headers, query, remote address. */
   readonly call: C;
   /** Negotiated extensions, as the response header listed them. */
   readonly extensions: readonly ExtensionOffer[];
   /** The subprotocol agreed in the handshake, if any. */
   readonly protocol: string | undefined;
-  private readonly hooks: SessionHooks;
-  /** The negotiated extension's message codec (permessage-deflate), if any. */
-  private readonly codec: MessageCodec | undefined;
-  /** Messages waiting for the codec, in order: received ones and ones to send. */
-  private readonly inbound: OrderedPipeline;
-  private readonly outbound: OrderedPipeline;
-  /** Reasons reads are paused: the queue is full, or too much is waiting to be decoded. */
-  private pausedFor = 0;
 
-  constructor(
-    protected readonly socket: Duplex,
-    connection: Connection,
-    options: SessionOptions,
-    setup: SessionSetup<C, D>,
-  ) {
-    this.connection = connection;
-    this.options = options; // copied on first change (pingPeriod, timeout setters)
+  constructor(socket: Duplex, connection: Connection, options: SessionOptions, setup: SessionSetup<C, D>) {
+    super(socket, connection, options, setup.hooks, setup.codec);
     this.call = setup.call;
     this.data = setup.data;
-    this.hooks = setup.hooks ?? {};
     this.extensions = setup.extensions ?? [];
     this.protocol = setup.protocol;
-    this.codec = setup.codec;
-    // Without a codec nothing is ever queued in them: one shared idle pipeline serves every such session.
-    this.inbound = setup.codec ? new OrderedPipeline() : IDLE_PIPELINE;
-    this.outbound = setup.codec ? new OrderedPipeline() : IDLE_PIPELINE;
-    this.incoming = new IncomingQueue<F>(options.incomingBufferLimit, this);
-    (socket as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
-    // Listeners are shared by every session (no closures per session): they find it through the socket.
-    (socket as SessionSocket)[SESSION] = this;
-    socket.on("data", WebSocketSession.socketData);
-    socket.on("end", WebSocketSession.socketEnd);
-    socket.on("close", WebSocketSession.socketClose);
-    // A reset or broken pipe from the peer: the 'close' event follows and reports 1006.
-    if (socket.listenerCount("error") === 0) socket.on("error", noop);
-    socket.on("drain", WebSocketSession.socketDrain);
     this.schedulePing();
   }
 
-  /** @internal (IncomingQueueOwner) The queue is over its limit: stop reading from the socket. */
-  incomingFull(): void {
-    this.pauseReading(PAUSED_BY_QUEUE);
-  }
-  /** @internal (IncomingQueueOwner) */
-  incomingDrained(): void {
-    this.resumeReading(PAUSED_BY_QUEUE);
-  }
-  /** @internal (IncomingQueueOwner) The handler has seen the end of `incoming` after the peer's Close: answer it now. */
-  incomingReadToEnd(): void {
-    if (this.replyToPeerClose()) this.scheduleFlush();
-  }
-
-  private static socketData(this: SessionSocket, chunk: Buffer): void {
-    // biome-ignore lint/complexity/noThisInStatic: an event listener, called with the socket as `this`
-    this[SESSION].onData(chunk);
-  }
-  private static socketEnd(this: SessionSocket): void {
-    // biome-ignore lint/complexity/noThisInStatic: an event listener, called with the socket as `this`
-    this[SESSION].onEnd();
-  }
-  private static socketClose(this: SessionSocket): void {
-    // biome-ignore lint/complexity/noThisInStatic: an event listener, called with the socket as `this`
-    this[SESSION].finish();
-  }
-  private static socketDrain(this: SessionSocket): void {
-    // biome-ignore lint/complexity/noThisInStatic: an event listener, called with the socket as `this`
-    this[SESSION].onDrain();
-  }
   private static pingDue(session: AnySession): void {
     session.sendKeepalivePing();
   }
+
   private static pongDue(session: AnySession): void {
     session.onPingTimeout();
   }
+
   private static closeDue(session: AnySession): void {
     session.onCloseTimer();
-  }
-  private static flushAll(): void {
-    const sessions = flushQueue;
-    flushQueue = [];
-    let i = 0;
-    try {
-      for (; i < sessions.length; i++) sessions[i]!.flushNow();
-    } finally {
-      // Should one throw (a bug), the sessions after it still get their turn.
-      if (i + 1 < sessions.length) {
-        if (flushQueue.length === 0) setImmediate(WebSocketSession.flushAll);
-        for (let j = i + 1; j < sessions.length; j++) flushQueue.push(sessions[j]!);
-      }
-    }
   }
 
   /** Resolves once the session has ended, with the peer's close reason (or ours, or 1006). */
@@ -239,6 +128,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   get pingPeriod(): number {
     return this.options.pingPeriod;
   }
+
   set pingPeriod(ms: number) {
     this.options = { ...this.options, pingPeriod: ms };
     clearTimeout(this.pingTimer);
@@ -250,6 +140,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   get timeout(): number {
     return this.options.timeout;
   }
+
   set timeout(ms: number) {
     this.options = { ...this.options, timeout: ms };
   }
@@ -259,15 +150,12 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     return this.options.maxFrameSize;
   }
 
-  /** Bytes accepted by `send` and not yet handed to the kernel (including messages being compressed). */
-  get bufferedAmount(): number {
-    return this.connection.bufferedBytes + this.outbound.bytes + this.socket.writableLength;
-  }
-
   /** True until the session starts closing. */
   get isOpen(): boolean {
     return !this.ended && !this.finished;
   }
+
+  // ---- sending ----------------------------------------------------------------------------------
 
   /**
    * Sends a message (text for strings, binary for bytes) or a frame. Resolves at once while less than
@@ -352,14 +240,6 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     throw error;
   }
 
-  private afterQueued(): Promise<void> {
-    if (this.bufferedAmount <= this.options.outgoingHighWaterMark) return RESOLVED;
-    return new Promise((resolve, reject) => {
-      if (this.drainWaiters === NO_WAITERS) this.drainWaiters = [];
-      this.drainWaiters.push({ resolve, reject });
-    });
-  }
-
   /** Resolves when everything sent so far has been handed to the kernel. */
   flush(): Promise<void> {
     if (this.finished) return RESOLVED;
@@ -384,9 +264,9 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     this.socket.destroy();
   }
 
-  protected abstract onProtocolEvent(event: ProtocolEvent): void;
-  protected abstract sendFrame(frame: WebSocketFrame): void;
+  // ---- lifecycle --------------------------------------------------------------------------------
 
+  protected abstract sendFrame(frame: WebSocketFrame): void;
   /** Called by the app when the handler has returned or thrown: the close sequence starts (as in Ktor). */
   handlerFinished(error?: unknown): void {
     // A send that failed because the peer already closed is how a handler learns of it: not an app error.
@@ -409,208 +289,27 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     this.startClose(CloseCode.GoingAway, "Server shutting down");
   }
 
-  // ---- reading ----------------------------------------------------------------------------------
-
-  /**
-   * Delivers a whole received message to `incoming`, decoding it first when the extension compressed it.
-   * Order is kept: a message never overtakes one that is still being decoded.
-   */
-  protected receiveMessage(event: MessageEvent, make: (payload: Buffer) => F): void {
-    if (!event.compressed) {
-      this.enqueue(make(event.data));
-      return;
-    }
-    this.decodeAndEnqueue(event.data, true, (payload) => {
-      if (event.type === "text" && !isValidUtf8(payload)) {
-        throw new ProtocolError("INVALID_UTF8", CloseCode.InvalidPayload, "text message is not valid UTF-8");
-      }
-      return make(payload);
-    });
-  }
-
-  /** Puts an item in `incoming` after everything received before it. */
-  protected enqueue(item: F): void {
-    if (this.inbound.idle) this.incoming.push(item);
-    else void this.inbound.run(0, () => this.incoming.push(item));
-  }
-
-  /**
-   * Decodes compressed data (a whole message, or with `final` false one fragment of it) through the
-   * codec, in order, then hands the result to `make`. A decoding failure fails the connection.
-   */
-  protected decodeAndEnqueue(data: Buffer, final: boolean, make: (payload: Buffer) => F): void {
-    const codec = this.codec;
-    if (!codec) {
-      this.failWith(
-        new ProtocolError(
-          "RESERVED_BITS_SET",
-          CloseCode.ProtocolError,
-          "compressed data without an extension",
-        ),
-      );
-      return;
-    }
-    this.inbound
-      .run(data.length, async () =>
-        this.incoming.push(make(await codec.decode(data, this.options.maxFrameSize, final))),
-      )
-      .catch((error: unknown) => this.failWith(error))
-      .finally(() => {
-        if (this.inbound.bytes <= this.options.incomingBufferLimit / 2)
-          this.resumeReading(PAUSED_BY_DECODING);
-      });
-    if (this.inbound.bytes > this.options.incomingBufferLimit) this.pauseReading(PAUSED_BY_DECODING);
-  }
-
-  /** Ends `incoming` once every message before this point has been delivered. */
-  protected endIncoming(): void {
-    if (this.inbound.idle) this.incoming.end();
-    else void this.inbound.run(0, () => this.incoming.end());
-  }
-
-  private pauseReading(reason: number): void {
-    if (this.pausedFor === 0) this.socket.pause();
-    this.pausedFor |= reason;
-  }
-
-  private resumeReading(reason: number): void {
-    if ((this.pausedFor & reason) === 0) return;
-    this.pausedFor &= ~reason;
-    if (this.pausedFor === 0 && !this.finished) this.socket.resume();
-  }
-
-  /** Fails the connection from above the core (a codec error): its close code, or 1011. */
-  private failWith(error: unknown): void {
-    if (this.finished) return;
-    const failure =
-      error instanceof ProtocolError
-        ? error
-        : new ProtocolError(
-            "EXTENSION_FAILED",
-            CloseCode.InternalError,
-            error instanceof Error ? error.message : String(error),
-          );
-    this.connection.fail(failure);
-    this.onFailure(failure);
-    this.closeTransport();
-  }
-
-  /** Feeds bytes that arrived with the upgrade request (the `head` of node:http's upgrade event). */
-  receiveHead(head: Buffer): void {
-    if (head.length > 0) this.onData(head);
-  }
-
-  private onData(chunk: Buffer): void {
-    const conn = this.connection;
-    conn.receiveData(chunk);
-    const events = conn.takeEvents();
-    for (let i = 0; i < events.length; i++) {
-      const event = events[i]!;
-      if (event.type === "pong") this.onPong(event.data);
-      this.onProtocolEvent(event);
-      if (event.type === "close") this.onPeerClose();
-    }
-    if (conn.failure) this.onFailure(conn.failure);
-    if (conn.hasOutput) this.scheduleFlush();
-    if (conn.state === "closed") this.closeTransport();
-  }
-
   /**
    * The peer's Close frame arrived. Our reply waits until the handler has taken what arrived before it,
    * so an answer to the last message still goes out first (§5.5.1); `timeout` bounds the wait.
    */
-  private onPeerClose(): void {
+  protected onPeerClose(): void {
     this.scheduleFlush();
     if (this.options.timeout > 0) this.armCloseTimer(this.options.timeout);
   }
 
   /** Queues the reply to the peer's Close frame, if one is owed; from then on nothing more can be sent. */
-  private replyToPeerClose(): boolean {
+  protected replyToPeerClose(): boolean {
     if (!this.connection.replyToClose()) return false;
     this.ended = true;
     return true;
   }
 
-  private onFailure(failure: ProtocolError): void {
+  protected onFailure(failure: ProtocolError): void {
     if (this.localReason) return;
     this.ended = true;
     this.localReason = new CloseReason(failure.closeCode, failure.message);
     this.hooks.onError?.(failure, "protocol");
-  }
-
-  private onEnd(): void {
-    this.connection.receiveEof();
-    // Usually our side has ended already (the server closes first); ending again costs an error object.
-    if (!this.socket.writableEnded) this.socket.end();
-  }
-
-  // ---- writing ----------------------------------------------------------------------------------
-
-  protected scheduleFlush(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    // One write per event-loop turn: every frame produced in this tick goes out together. One
-    // setImmediate serves every session that has something to write in this turn.
-    if (flushQueue.length === 0) setImmediate(WebSocketSession.flushAll);
-    flushQueue.push(this);
-  }
-
-  private flushNow(): void {
-    this.flushScheduled = false;
-    // A handler that does not read `incoming` cannot answer what came before the Close: reply now.
-    if (!this.incoming.hasReader) this.replyToPeerClose();
-    this.writeOutput();
-    if (this.connection.state === "closed") this.closeTransport();
-  }
-
-  /**
-   * Hands queued frames to the socket up to the high-water mark (unless `all`): pings and pongs first,
-   * then data, so frames still queued here can be overtaken by a later pong (§5.5).
-   */
-  private writeOutput(all = false): void {
-    const socket = this.socket;
-    if (socket.destroyed || !socket.writable) return;
-    const budget = all
-      ? Number.POSITIVE_INFINITY
-      : this.options.outgoingHighWaterMark - socket.writableLength;
-    // A peer that does not read gets nothing more, control frames included: pongs wait in the core,
-    // which keeps only the latest few, so a ping flood cannot grow the socket's buffer.
-    const out = budget > 0 ? this.connection.takeOutput(budget) : NOTHING;
-    if (out.length === 1) {
-      socket.write(out[0]!);
-    } else if (out.length > 1) {
-      socket.cork();
-      for (let i = 0; i < out.length; i++) socket.write(out[i]!);
-      socket.uncork();
-    }
-    // More is queued here: come back when the socket has room. 'drain' only follows a refused write.
-    if (this.connection.hasOutput && !socket.writableNeedDrain && !this.wakeupPending) {
-      this.wakeupPending = true;
-      socket.write(EMPTY, () => this.onWakeup());
-    }
-    if (this.drainWaiters.length > 0) {
-      if (this.bufferedAmount <= this.options.outgoingHighWaterMark) this.checkDrain();
-      else if (!socket.writableNeedDrain && !this.connection.hasOutput)
-        socket.write(EMPTY, () => this.checkDrain());
-    }
-  }
-
-  private onWakeup(): void {
-    this.wakeupPending = false;
-    this.onDrain();
-  }
-
-  private onDrain(): void {
-    if (this.finished) return;
-    if (this.connection.hasOutput) this.writeOutput();
-    this.checkDrain();
-  }
-
-  private checkDrain(): void {
-    if (this.drainWaiters.length === 0 || this.bufferedAmount > this.options.outgoingHighWaterMark) return;
-    const waiters = this.drainWaiters;
-    this.drainWaiters = NO_WAITERS;
-    for (const w of waiters) w.resolve();
   }
 
   // ---- keepalive --------------------------------------------------------------------------------
@@ -638,7 +337,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     }
   }
 
-  private onPong(data: Buffer): void {
+  protected onPong(data: Buffer): void {
     // Only the pong that answers our latest ping counts (§5.5.3: same application data).
     if (!this.expectedPong || !data.equals(this.expectedPong)) return;
     this.expectedPong = undefined;
@@ -693,7 +392,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   }
 
   /** Both Close frames are through (or the connection failed): the server closes TCP first (§7.1.1). */
-  private closeTransport(): void {
+  protected closeTransport(): void {
     if (this.closeTimer && this.socket.writableEnded) return;
     this.writeOutput(true);
     if (!this.socket.writableEnded) this.socket.end();
@@ -717,7 +416,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     this.socket.destroy();
   }
 
-  private finish(): void {
+  protected finish(): void {
     if (this.finished) return;
     this.finished = true;
     this.ended = true;
@@ -725,8 +424,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     clearTimeout(this.pongTimer);
     clearTimeout(this.closeTimer);
     this.pingTimer = this.pongTimer = this.closeTimer = undefined;
-    this.socket.off("data", WebSocketSession.socketData);
-    this.socket.off("drain", WebSocketSession.socketDrain);
+    this.stopListening();
     if (this.connection.state !== "closed") this.connection.receiveEof();
     const received = this.connection.closeReceived;
     const reason =
