@@ -9,6 +9,7 @@ import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { hasToken } from "../protocol/index.js";
 import { type RouteMatch, RoutePathError, RouteTree } from "../routing/index.js";
+import type { SessionHooks } from "../session/index.js";
 import { HttpCall } from "./call.js";
 import { AppError } from "./errors.js";
 import { Route, type RouteEntry, type RouteHost } from "./route-builder.js";
@@ -96,6 +97,12 @@ export class Application implements RouteHost, UpgradeHost {
       // An error hook that throws must not take the connection or the process down.
     }
   }
+
+  /** Given to every session: one object for the whole application, not one per connection. */
+  readonly sessionHooks: SessionHooks = {
+    onError: (error, kind) => this.reportError(error, kind),
+    onEnd: (session) => this.sessionEnded(session as AnySession),
+  };
 
   sessionStarted(session: AnySession): void {
     this.liveSessions.add(session);

@@ -24,6 +24,8 @@ export interface UpgradeHost {
   readonly config: WebSocketsConfig;
   readonly accepting: boolean;
   reportError(error: unknown, kind: "handler" | "protocol" | "http"): void;
+  /** Hooks given to every session of this host (one object, shared). */
+  readonly sessionHooks: SessionHooks;
   sessionStarted(session: AnySession): void;
   sessionEnded(session: AnySession): void;
 }
@@ -124,7 +126,7 @@ export async function upgrade(
   const session: AnySession = new Session<UpgradeCall, unknown>(socket, connection, sessionOptions, {
     call,
     data,
-    hooks: hooksFor(host),
+    hooks: host.sessionHooks,
     extensions: negotiated.accepted,
     protocol: entry.protocol,
     codec: negotiated.createCodec?.(),
@@ -133,20 +135,6 @@ export async function upgrade(
   host.sessionStarted(session);
   session.receiveHead(head);
   runHandler(session, entry.handler as unknown as (s: AnySession) => unknown);
-}
-
-/** One hooks object per application, shared by its sessions. */
-const hooksByHost = new WeakMap<UpgradeHost, SessionHooks>();
-function hooksFor(host: UpgradeHost): SessionHooks {
-  let hooks = hooksByHost.get(host);
-  if (!hooks) {
-    hooks = {
-      onError: (error, kind) => host.reportError(error, kind),
-      onEnd: (session) => host.sessionEnded(session),
-    };
-    hooksByHost.set(host, hooks);
-  }
-  return hooks;
 }
 
 function runHandler(session: AnySession, handler: (s: AnySession) => unknown): void {

@@ -31,14 +31,7 @@ export interface FrameSink {
   onHeaderError(error: ProtocolError): void;
 }
 
-/**
- * Incremental frame parser (RFC 6455 §5.2). Accepts input in any chunking and streams each payload
- * to the sink as it arrives: payload bytes are never buffered here, so size limits are enforced from the
- * header alone, and a payload that sits inside one chunk is passed on as a view of it (no copy).
- *
- * `push` takes ownership of the chunk: masked payload bytes are unmasked in place.
- */
-/** One header object and key buffer for every parser: parsing is synchronous, the sink copies what it keeps. */
+/** One header object for every parser: parsing is synchronous, and the sink copies what it keeps. */
 const HEADER: FrameHeader = {
   fin: false,
   rsv1: false,
@@ -52,13 +45,19 @@ const HEADER: FrameHeader = {
 /** Scratch key for unmasking a piece (filled from the parser's own key just before use). */
 const KEY = new Uint8Array(4);
 
+/**
+ * Incremental frame parser (RFC 6455 §5.2). Accepts input in any chunking and streams each payload
+ * to the sink as it arrives: payload bytes are never buffered here, so size limits are enforced from the
+ * header alone, and a payload that sits inside one chunk is passed on as a view of it (no copy).
+ *
+ * `push` takes ownership of the chunk: masked payload bytes are unmasked in place.
+ */
 export class FrameParser {
   // The current frame's payload length and masking key (as one 32-bit number, byte 0 first).
   private length = 0;
   private masked = false;
   private mask = 0;
-  /** Header bytes that arrived split across chunks. */
-  /** Made when a header first arrives split: many connections never need it. */
+  /** Header bytes that arrived split across chunks; made the first time that happens (most never need it). */
   private partial: Buffer | undefined;
   private partialLength = 0;
   private inPayload = false;

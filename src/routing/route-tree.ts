@@ -113,7 +113,7 @@ function collect<H>(
 const NO_PARAMS: Readonly<Record<string, string>> = Object.freeze(Object.create(null));
 
 function toMatch<H>(entry: RouteEntry<H>, segments: readonly string[]): RouteMatch<H> {
-  if (!entry.parsed.segments.some((s) => s.kind === "param" || s.kind === "optional" || s.kind === "tail"))
+  if (entry.parsed.paramNames.length === 0)
     return { value: entry.value, params: NO_PARAMS, pattern: entry.parsed.pattern };
   // Null prototype: a parameter may legally be named "__proto__" or "constructor".
   const params: Record<string, string> = Object.create(null);

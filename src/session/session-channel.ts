@@ -126,7 +126,7 @@ export abstract class SessionChannel<F extends { data: Uint8Array }> {
     this.resumeReading(PAUSED_BY_QUEUE);
   }
 
-  /** @internal (IncomingQueueOwner) The handler has seen the end of `incoming` after the peer's Close: answer it now. */
+  /** @internal (IncomingQueueOwner) The handler has read to the end after the peer's Close: answer it. */
   incomingReadToEnd(): void {
     if (this.replyToPeerClose()) this.scheduleFlush();
   }
