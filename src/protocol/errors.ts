@@ -11,6 +11,7 @@ export type ProtocolErrorCode =
   | "MASK_REQUIRED"
   | "MASK_FORBIDDEN"
   | "LENGTH_MSB_SET"
+  | "NON_MINIMAL_LENGTH"
   | "MESSAGE_TOO_BIG"
   | "TOO_MANY_FRAGMENTS"
   | "INVALID_UTF8"

@@ -152,6 +152,7 @@ export class FrameParser {
     if (len7 === 126) {
       length = buf.readUInt16BE(p);
       p += 2;
+      if (length < 126) return this.fail(nonMinimal(length, 16));
     } else if (len7 === 127) {
       const high = buf.readUInt32BE(p);
       if (high & 0x80000000) {
@@ -166,6 +167,7 @@ export class FrameParser {
       }
       length = high * 0x100000000 + buf.readUInt32BE(p + 4);
       p += 8;
+      if (length < 0x10000) return this.fail(nonMinimal(length, 64));
     }
     const h = HEADER;
     h.fin = (b0 & 0x80) !== 0;
@@ -199,4 +201,9 @@ export class FrameParser {
     this.sink.onHeaderError(error);
     return -1;
   }
+}
+
+/** §5.2: "the minimal number of bytes MUST be used to encode the length". */
+function nonMinimal(length: number, bits: number): ProtocolError {
+  return protocolError("NON_MINIMAL_LENGTH", `a ${length}-byte payload length sent in the ${bits}-bit form`);
 }

@@ -117,6 +117,36 @@ describe("§5.2 base framing: payload lengths (Autobahn 1.1, 1.2)", () => {
   });
 });
 
+describe("§5.2 minimal length encoding", () => {
+  it.each([
+    [0, 16],
+    [125, 16],
+    [0, 64],
+    [125, 64],
+    [126, 64],
+    [65535, 64],
+  ] as const)(
+    "a %i-byte payload whose length is sent in the %i-bit form fails with 1002",
+    async (n, form) => {
+      const c = await open();
+      await c.write(frame({ opcode: OP.binary, payload: Buffer.alloc(n, 7), lengthForm: form }));
+      await expectClose(c, 1002);
+    },
+  );
+
+  it.each([
+    [126, 16],
+    [65535, 16],
+    [65536, 64],
+  ] as const)("a %i-byte payload in the %i-bit form (the minimal one) is echoed", async (n, form) => {
+    const c = await open();
+    const payload = randomBytes(n);
+    await c.write(frame({ opcode: OP.binary, payload, lengthForm: form }));
+    await expectEcho(c, OP.binary, payload);
+    await expectNormalClosure(c);
+  });
+});
+
 describe("§5.1 / §5.3 masking", () => {
   it("an unmasked client frame fails the connection with 1002", async () => {
     const c = await open();

@@ -125,6 +125,25 @@ describe("RFC 6455 §5.2 payload length", () => {
     expectFailed(s, "LENGTH_MSB_SET", 1002);
   });
 
+  it.each([
+    ["a 0-byte length in the 16-bit form", "82 fe 00 00 01 02 03 04"],
+    ["a 125-byte length in the 16-bit form", "82 fe 00 7d 01 02 03 04"],
+    ["a 125-byte length in the 64-bit form", "82 ff 00 00 00 00 00 00 00 7d 01 02 03 04"],
+    ["a 65535-byte length in the 64-bit form", "82 ff 00 00 00 00 00 00 ff ff 01 02 03 04"],
+  ])(
+    "%s fails with 1002 NON_MINIMAL_LENGTH (§5.2: the minimal number of bytes MUST be used)",
+    (_what, bytes) => {
+      const s = server();
+      feed(s, hex(bytes));
+      expectFailed(s, "NON_MINIMAL_LENGTH", 1002);
+    },
+  );
+
+  it("the smallest lengths of each form (126 in 16 bits, 65536 in 64 bits) are accepted", () => {
+    const parsed = parseFrames([hex("82 7e 00 7e"), Buffer.alloc(126), hex("82 7f 00 00 00 00 00 01 00 00")]);
+    expect(parsed.errors).toEqual([]);
+  });
+
   it("a 2^63 - 1 length header fails with 1009 MESSAGE_TOO_BIG", () => {
     const s = server({ maxMessageSize: Number.MAX_SAFE_INTEGER });
     feed(s, hex("82 ff 7f ff ff ff ff ff ff ff 01 02 03 04"));
