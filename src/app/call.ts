@@ -68,6 +68,12 @@ export class ApplicationCall<P = Record<string, string | undefined>> {
     return this.req ? (this.req.method ?? "GET") : "GET";
   }
 
+  /**
+   * The peer's IP address, asked of the socket. Once the connection has closed the socket can no longer
+   * tell, so it is undefined then unless it was read while the connection was open (Node keeps it once
+   * read). Read it at the start of a handler if you need it at the end. Reading it for every connection
+   * up front would cost each handshake a system call (measured: 6-10% fewer handshakes per second).
+   */
   get remoteAddress(): string | undefined {
     return (this.req ? this.req.socket : this.keptSocket)?.remoteAddress;
   }
