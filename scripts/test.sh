@@ -21,7 +21,7 @@ fi
 npm ci --no-audit --no-fund
 npm test
 
-# Bounded soak: 5,000 connections on 127.0.0.1, two rounds of 15 s, then every resource released.
+# Bounded soak: 5,000 connections on 127.0.0.1, three rounds of 15 s, then every resource released.
 npm run test:soak
 
 # The same suite on Node 24, from the npm package that ships its binary.

@@ -49,6 +49,7 @@ process.on("message", async (/** @type {{ type: string }} */ message) => {
     process.send?.({
       type: "stats",
       rss: memory.rss,
+      heapTotal: memory.heapTotal,
       heapUsed: memory.heapUsed,
       arrayBuffers: memory.arrayBuffers,
       sessions: app.sessions.size,

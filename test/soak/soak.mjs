@@ -1,9 +1,9 @@
 // @ts-check
 /**
- * Bounded soak test (127.0.0.1 only): in each of two rounds, CONNECTIONS concurrent WebSocket clients
+ * Bounded soak test (127.0.0.1 only): in each of three rounds, CONNECTIONS concurrent WebSocket clients
  * exchange messages with an echo server for SECONDS, then close. Asserts that every message came back
  * intact, that the server released every session, socket and timer, that its heap returned near its
- * baseline, and that its RSS did not grow from the first round to the second.
+ * baseline after every round, and that its RSS does not keep growing from round to round.
  *   npm run build && node test/soak/soak.mjs        (CONNECTIONS=5000 SECONDS=15 by default)
  * Prints "N passed, N failed" and exits non-zero on any failure.
  */
@@ -16,7 +16,7 @@ const SECONDS = Number(process.env.SECONDS ?? 15);
 const MIB = 1024 * 1024;
 /** JS heap and ArrayBuffer memory the server may keep after everything closed (JIT, lazily built state). */
 const HEAP_SLACK = 16 * MIB;
-/** RSS growth allowed between two identical rounds. */
+/** RSS growth allowed between identical rounds (the smaller of the two growths over three rounds). */
 const RSS_DRIFT = 24 * MIB;
 
 const server = fork(fileURLToPath(new URL("./soak-server.mjs", import.meta.url)), [], {
@@ -146,15 +146,17 @@ async function round(/** @type {number} */ n) {
   return after;
 }
 
-const first = await round(1);
-const second = await round(2);
-// The allocator keeps pages it once needed, so RSS does not fall back to the baseline; a leak shows as
-// growth from one identical round to the next.
-const drift = second.rss - first.rss;
+const after = [await round(1), await round(2), await round(3)];
+// The allocator keeps pages it once needed, so RSS does not fall back to the baseline; and it may take
+// one more step up in a later round (malloc arenas, V8's page pool: 30 MiB once in CI, with the JS heap
+// back at its baseline). A leak grows RSS in every round, so the smaller of the two round-to-round
+// growths is what must stay under the bound. The JS heap itself is checked per round above.
+const mib = (bytes) => `${(bytes / MIB).toFixed(1)} MiB`;
+const drifts = [after[1].rss - after[0].rss, after[2].rss - after[1].rss];
 check(
-  "rss does not grow from one round to the next",
-  drift < RSS_DRIFT,
-  `${(drift / MIB).toFixed(1)} MiB (after round 1 ${(first.rss / MIB).toFixed(1)} MiB, after round 2 ${(second.rss / MIB).toFixed(1)} MiB)`,
+  "rss does not keep growing from one round to the next",
+  Math.min(...drifts) < RSS_DRIFT,
+  `growth ${drifts.map(mib).join(" then ")} (rss after each round ${after.map((a) => mib(a.rss)).join(", ")}; heapTotal ${after.map((a) => mib(a.heapTotal)).join(", ")})`,
 );
 check(
   "no errors reported by the server",
