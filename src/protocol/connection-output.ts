@@ -1,0 +1,242 @@
+import { CloseCode, isValidWireCloseCode } from "./close-codes.js";
+import { UsageError } from "./errors.js";
+import { encodeFrame, toBuffer } from "./frame.js";
+import { isKnownOpcode, Opcode } from "./opcodes.js";
+
+export type Side = "server" | "client";
+
+/**
+ * CONNECTING: opening handshake not done (client side only, until `markOpen`).
+ * OPEN: data flows both ways. CLOSING: one Close frame has been sent or received.
+ * CLOSED: the closing handshake finished or was abandoned; the transport should be closed now.
+ */
+export type ConnectionState = "connecting" | "open" | "closing" | "closed";
+
+/** Close reasons are limited by the 125-byte control payload, less the 2-byte code (§5.5). */
+export const MAX_CLOSE_REASON_BYTES = 123;
+/** Pongs owed at most; a longer backlog keeps the latest ones. */
+export const MAX_PENDING_PONGS = 16;
+
+export interface CloseInfo {
+  code: number;
+  reason: string;
+}
+
+const EMPTY = Buffer.alloc(0);
+/** Shared empty array that stands for every empty queue until something is pushed (never mutated). */
+export const NONE: never[] = Object.freeze([]) as never[];
+const MASK_POOL_SIZE = 4096;
+
+/**
+ * The sending half of a `Connection`: frames to send (pings and pongs ahead of data), the closing
+ * handshake's own Close frame, masking for clients, and the byte budget the transport takes output by.
+ * `Connection` adds the receiving half; the two are one object.
+ */
+export abstract class ConnectionOutput {
+  readonly side: Side;
+  state: ConnectionState;
+  closeSent: CloseInfo | undefined;
+  closeReceived: CloseInfo | undefined;
+
+  private readonly randomFill: ((target: Uint8Array) => void) | undefined;
+  /** Pings and pongs, each one buffer (control payloads are small enough to coalesce). */
+  private urgentOutput: Buffer[] = NONE as never;
+  /**
+   * Automatic answers to pings, not yet taken. Past MAX_PENDING_PONGS the oldest is dropped (§5.5.3
+   * allows answering only the most recent pings), so a peer that floods pings without reading our
+   * output holds a bounded number of pongs.
+   */
+  private pendingPongs: Buffer[] = NONE as never;
+  /** Other frames, each as its buffers, so a partial take never splits a frame. */
+  private output: Buffer[][] = NONE as never;
+  private outputHead = 0;
+  private queuedBytes = 0;
+  private maskPool: Uint8Array | undefined;
+  private maskOffset = MASK_POOL_SIZE;
+  // Outgoing fragmented message in progress (0 = none).
+  private sendingOpcode = 0;
+
+  constructor(side: Side, connecting: boolean, randomFill: ((target: Uint8Array) => void) | undefined) {
+    this.side = side;
+    this.state = connecting ? "connecting" : "open";
+    this.randomFill = randomFill;
+    if (side === "client" && !randomFill) {
+      throw new TypeError("a client connection needs options.randomFill for masking keys (RFC 6455 §5.3)");
+    }
+  }
+
+  /**
+   * Bytes to write, in order: pings and pongs first (they may overtake queued data frames, §5.5), then
+   * whole data/close frames until at least `limit` bytes of them are taken. What is left stays queued,
+   * where a later pong can still go ahead of it.
+   */
+  takeOutput(limit = Number.POSITIVE_INFINITY): Buffer[] {
+    const out = this.urgentOutput.length > 0 ? this.urgentOutput : [];
+    if (out.length > 0) this.urgentOutput = NONE as never;
+    if (this.pendingPongs.length > 0) {
+      for (const pong of this.pendingPongs) out.push(pong);
+      this.pendingPongs = NONE as never;
+    }
+    const frames = this.output;
+    let i = this.outputHead;
+    let taken = 0;
+    while (i < frames.length && taken < limit) {
+      const frame = frames[i++]!;
+      for (let j = 0; j < frame.length; j++) {
+        out.push(frame[j]!);
+        taken += frame[j]!.length;
+      }
+    }
+    this.queuedBytes -= taken;
+    if (i === frames.length) {
+      if (frames.length > 0) this.output = NONE as never;
+      this.outputHead = 0;
+    } else {
+      this.outputHead = i;
+    }
+    return out;
+  }
+
+  get hasOutput(): boolean {
+    return (
+      this.outputHead < this.output.length || this.urgentOutput.length > 0 || this.pendingPongs.length > 0
+    );
+  }
+
+  /** Bytes of data and close frames queued and not yet taken (pings and pongs not counted). */
+  get bufferedBytes(): number {
+    return this.queuedBytes;
+  }
+
+  private queueFrame(frame: Buffer[]): void {
+    if (this.output === NONE) this.output = [];
+    this.output.push(frame);
+    for (let j = 0; j < frame.length; j++) this.queuedBytes += frame[j]!.length;
+  }
+
+  sendText(data: string | Uint8Array): void {
+    this.sendData(Opcode.Text, typeof data === "string" ? Buffer.from(data, "utf8") : data, true, false);
+  }
+
+  sendBinary(data: Uint8Array): void {
+    this.sendData(Opcode.Binary, data, true, false);
+  }
+
+  /**
+   * Sends one frame as given, for fragmented or extension-encoded messages. Data frames must follow the
+   * fragmentation rules (§5.4); control frames go through `sendPing`/`sendPong`/`sendClose` rules.
+   */
+  sendFrame(opcode: number, payload: Uint8Array, options: { fin?: boolean; rsv1?: boolean } = {}): void {
+    switch (opcode) {
+      case Opcode.Ping:
+        this.sendPing(payload);
+        return;
+      case Opcode.Pong:
+        this.sendPong(payload);
+        return;
+      case Opcode.Close: {
+        if (payload.length === 1)
+          throw new UsageError("INVALID_FRAME", "a close payload is empty or starts with a 2-byte code");
+        const p = toBuffer(payload);
+        if (p.length === 0) this.sendClose();
+        else this.sendClose(p.readUInt16BE(0), p.subarray(2).toString("utf8"));
+        return;
+      }
+    }
+    if (!isKnownOpcode(opcode))
+      throw new UsageError("INVALID_FRAME", `opcode 0x${opcode.toString(16)} is reserved`);
+    this.sendData(opcode, payload, options.fin ?? true, options.rsv1 ?? false);
+  }
+
+  sendPing(data: Uint8Array = EMPTY): void {
+    this.sendControl(Opcode.Ping, data);
+  }
+
+  sendPong(data: Uint8Array = EMPTY): void {
+    this.sendControl(Opcode.Pong, data);
+  }
+
+  /**
+   * Starts (or answers) the closing handshake. Without a code the Close frame is empty. Returns false
+   * when a Close frame was already sent (calling again is harmless).
+   */
+  sendClose(code?: number, reason = ""): boolean {
+    if (code === undefined && reason !== "")
+      throw new UsageError("INVALID_CLOSE_CODE", "a close reason needs a close code");
+    if (code !== undefined && !isValidWireCloseCode(code)) {
+      throw new UsageError("INVALID_CLOSE_CODE", `close code ${code} may not be sent (RFC 6455 §7.4)`);
+    }
+    if (Buffer.byteLength(reason, "utf8") > MAX_CLOSE_REASON_BYTES) {
+      throw new UsageError("CLOSE_REASON_TOO_LONG", `close reason over ${MAX_CLOSE_REASON_BYTES} bytes`);
+    }
+    if (this.closeSent || this.state === "closed") return false;
+    this.queueClose(code, reason);
+    return true;
+  }
+
+  private sendData(opcode: number, payload: Uint8Array, fin: boolean, rsv1: boolean): void {
+    if (this.closeSent || this.state === "closed")
+      throw new UsageError("SEND_AFTER_CLOSE", "the connection is closing; no more data may be sent");
+    if (opcode === Opcode.Continuation) {
+      if (this.sendingOpcode === 0)
+        throw new UsageError("INVALID_FRAME", "continuation frame without a fragmented message");
+      if (rsv1) throw new UsageError("INVALID_FRAME", "RSV1 belongs on the first frame of a message only");
+    } else if (this.sendingOpcode !== 0) {
+      throw new UsageError("INVALID_FRAME", "a fragmented message is in progress; send continuation frames");
+    } else if (!fin) {
+      this.sendingOpcode = opcode;
+    }
+    if (fin) this.sendingOpcode = 0;
+    this.queueFrame(this.encode(opcode, payload, fin, rsv1));
+  }
+
+  private sendControl(opcode: number, data: Uint8Array): void {
+    if (data.length > 125)
+      throw new UsageError("CONTROL_PAYLOAD_TOO_LONG", "ping and pong payloads are limited to 125 bytes");
+    if (this.state === "closed") throw new UsageError("SEND_AFTER_CLOSE", "the connection is closed");
+    const frame = this.encode(opcode, data, true);
+    if (this.urgentOutput === NONE) this.urgentOutput = [];
+    for (const b of frame) this.urgentOutput.push(b);
+  }
+
+  protected queueClose(code: number | undefined, reason: string): void {
+    let payload: Buffer = EMPTY;
+    if (code !== undefined) {
+      payload = Buffer.allocUnsafe(2 + Buffer.byteLength(reason, "utf8"));
+      payload.writeUInt16BE(code, 0);
+      payload.write(reason, 2, "utf8");
+    }
+    this.closeSent = { code: code ?? CloseCode.NoStatusReceived, reason };
+    this.queueFrame(this.encode(Opcode.Close, payload, true));
+    this.state = this.closeReceived ? "closed" : "closing";
+  }
+
+  private encode(opcode: number, payload: Uint8Array, fin: boolean, rsv1 = false): Buffer[] {
+    if (this.side === "server") return encodeFrame(opcode, payload, { fin, rsv1 });
+    // Masking keys come from a pool filled in bulk: one call to the random source per 1,024 frames.
+    if (this.maskOffset >= MASK_POOL_SIZE) {
+      this.maskPool ??= new Uint8Array(MASK_POOL_SIZE);
+      this.randomFill!(this.maskPool);
+      this.maskOffset = 0;
+    }
+    const mask = this.maskPool!.subarray(this.maskOffset, this.maskOffset + 4);
+    this.maskOffset += 4;
+    return encodeFrame(opcode, payload, { fin, rsv1, mask });
+  }
+
+  /** Owes the peer a pong for its ping (§5.5.2); past MAX_PENDING_PONGS the oldest owed one is dropped. */
+  protected owePong(payload: Buffer): void {
+    if (this.pendingPongs.length >= MAX_PENDING_PONGS) this.pendingPongs.shift();
+    if (this.pendingPongs === NONE) this.pendingPongs = [];
+    this.pendingPongs.push(this.encode(Opcode.Pong, payload, true)[0]!);
+  }
+}
+
+/** Cuts a reason to fit a Close frame without splitting a UTF-8 character. */
+export function truncateReason(reason: string): string {
+  const bytes = Buffer.from(reason, "utf8");
+  if (bytes.length <= MAX_CLOSE_REASON_BYTES) return reason;
+  let end = MAX_CLOSE_REASON_BYTES;
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end).toString("utf8");
+}
