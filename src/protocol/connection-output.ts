@@ -22,7 +22,7 @@ export interface CloseInfo {
   reason: string;
 }
 
-const EMPTY = Buffer.alloc(0);
+export const EMPTY = Buffer.alloc(0);
 /** Shared empty array that stands for every empty queue until something is pushed (never mutated). */
 export const NONE: never[] = Object.freeze([]) as never[];
 const MASK_POOL_SIZE = 4096;

@@ -1,5 +1,5 @@
 import { CloseCode, isValidWireCloseCode } from "./close-codes.js";
-import { ConnectionOutput, NONE, type Side, truncateReason } from "./connection-output.js";
+import { ConnectionOutput, EMPTY, NONE, type Side, truncateReason } from "./connection-output.js";
 import { ProtocolError, type ProtocolErrorCode, protocolError } from "./errors.js";
 import type { ProtocolEvent } from "./events.js";
 import { type FrameHeader, FrameParser, type FrameSink } from "./frame-parser.js";
@@ -44,7 +44,6 @@ export interface ConnectionOptions {
   connecting?: boolean;
 }
 
-const EMPTY = Buffer.alloc(0);
 /** Returned when there are no events, so callers never hold the connection's own array. */
 const NO_EVENTS: readonly ProtocolEvent[] = Object.freeze([]);
 

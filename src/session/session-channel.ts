@@ -32,12 +32,13 @@ export interface ManagedSession {
   terminate(): void;
 }
 
-const RESOLVED: Promise<void> = Promise.resolve();
-const EMPTY = Buffer.alloc(0);
+/** Shared by both session layers. */
+export const RESOLVED: Promise<void> = Promise.resolve();
+export const EMPTY = Buffer.alloc(0);
 const NOTHING: Buffer[] = [];
 const PAUSED_BY_QUEUE = 1;
 const PAUSED_BY_DECODING = 2;
-const noop = () => {};
+export const noop = () => {};
 const SESSION = Symbol("sockway.session");
 // biome-ignore lint/suspicious/noExplicitAny: any session, whatever its frame type
 type AnyChannel = SessionChannel<any>;
@@ -46,7 +47,8 @@ type SessionSocket = Duplex & { [SESSION]: AnyChannel };
 /** Sessions with output to write at the end of this event-loop turn. */
 let flushQueue: AnyChannel[] = [];
 /** Shared by every session until one has to wait for a drain (never written to). */
-export const NO_WAITERS: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
+export type DrainWaiter = { resolve: () => void; reject: (e: unknown) => void };
+export const NO_WAITERS: DrainWaiter[] = Object.freeze([]) as never as DrainWaiter[];
 /** Without a codec nothing ever waits in a pipeline: one idle pipeline serves every such session. */
 const IDLE_PIPELINE = new OrderedPipeline();
 
@@ -68,7 +70,7 @@ export abstract class SessionChannel<F extends { data: Uint8Array }> {
   private flushScheduled = false;
   /** A zero-byte write is pending whose callback resumes writing what is still queued. */
   private wakeupPending = false;
-  protected drainWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = NO_WAITERS;
+  protected drainWaiters: DrainWaiter[] = NO_WAITERS;
   protected readonly hooks: SessionHooks;
   /** The negotiated extension's message codec (permessage-deflate), if any. */
   protected readonly codec: MessageCodec | undefined;

@@ -13,7 +13,15 @@ import { CloseReason } from "./close-reason.js";
 import { SessionError } from "./errors.js";
 import type { WebSocketFrame } from "./frames.js";
 import type { SessionOptions } from "./options.js";
-import { type ManagedSession, NO_WAITERS, SessionChannel, type SessionHooks } from "./session-channel.js";
+import {
+  EMPTY,
+  type ManagedSession,
+  NO_WAITERS,
+  noop,
+  RESOLVED,
+  SessionChannel,
+  type SessionHooks,
+} from "./session-channel.js";
 
 export type { ManagedSession, SessionErrorKind, SessionHooks } from "./session-channel.js";
 
@@ -30,9 +38,6 @@ export interface SessionSetup<C, D> {
   codec?: MessageCodec | undefined;
 }
 
-const RESOLVED: Promise<void> = Promise.resolve();
-const EMPTY = Buffer.alloc(0);
-const noop = () => {};
 // biome-ignore lint/suspicious/noExplicitAny: any session, whatever its frame, call and data types
 type AnySession = WebSocketSession<any, any, any>;
 
