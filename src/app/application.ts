@@ -1,9 +1,4 @@
-import {
-  createServer as createHttpServer,
-  type IncomingMessage,
-  type Server,
-  ServerResponse,
-} from "node:http";
+import { createServer as createHttpServer, IncomingMessage, type Server, ServerResponse } from "node:http";
 import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
@@ -15,6 +10,7 @@ import { AppError } from "./errors.js";
 import { Route, type RouteEntry, type RouteHost } from "./route-builder.js";
 import { STATUS_TEXT } from "./status-text.js";
 import { type AnySession, refuse, type UpgradeHost, upgrade } from "./upgrade.js";
+import { type DirectRequest, UpgradeGate } from "./upgrade-gate.js";
 import { type Plugin, WebSockets, type WebSocketsConfig } from "./websockets-plugin.js";
 
 export type ErrorKind = "handler" | "protocol" | "http";
@@ -26,6 +22,12 @@ export interface ListenOptions {
   host?: string;
   /** TLS options for node:https (key, cert, ...): serves https:// and wss://. */
   tls?: HttpsServerOptions;
+  /**
+   * Who reads WebSocket upgrade requests. "sockway" (default, plain HTTP only): a plain upgrade request
+   * that arrives whole in the connection's first read is answered without node:http's parser; every
+   * other connection goes to node:http unchanged. "node": node:http reads every request.
+   */
+  upgradeReader?: "sockway" | "node";
 }
 
 export interface StopOptions {
@@ -47,6 +49,7 @@ export class Application implements RouteHost, UpgradeHost {
   private readonly liveSessions = new Set<AnySession>();
   private errorHook: ErrorHook = defaultErrorHook;
   private server: Server | undefined;
+  private gate: UpgradeGate | undefined;
   private stopping = false;
 
   /** Installs a plugin with its options. Each plugin once. */
@@ -168,6 +171,11 @@ export class Application implements RouteHost, UpgradeHost {
    * on the matching WebSocket route, or answers with the right HTTP error.
    */
   readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    this.startUpgrade(req, socket, head);
+  };
+
+  /** The upgrade path for node:http's requests and for the ones the gate read (DirectRequest). */
+  private startUpgrade(req: IncomingMessage | DirectRequest, socket: Duplex, head: Buffer): void {
     socket.on("error", destroySocket);
     if (this.stopping) return refuse(socket, 503, "Server shutting down\n");
     const { path, query } = splitUrl(req.url);
@@ -175,8 +183,14 @@ export class Application implements RouteHost, UpgradeHost {
     if (!matches) return refuse(socket, 400, "Malformed path\n");
     const wsMatches = matches.filter((m) => m.value.kind === "ws");
     // Another protocol (h2c, from `curl --http2`): the Upgrade header may be ignored and the request
-    // answered as plain HTTP (RFC 9110 §7.8) by the server's own request handler.
-    if (!hasToken(req.headers.upgrade, "websocket") && this.server && wsMatches.length === 0)
+    // answered as plain HTTP (RFC 9110 §7.8) by the server's own request handler. (The gate hands only
+    // WebSocket upgrades over, so such a request is always node:http's.)
+    if (
+      req instanceof IncomingMessage &&
+      !hasToken(req.headers.upgrade, "websocket") &&
+      this.server &&
+      wsMatches.length === 0
+    )
       return answerAsHttp(this.server, req, socket);
     if (wsMatches.length === 0 || !this.webSocketsInstalled)
       return refuse(socket, 404, "No WebSocket route here\n");
@@ -184,7 +198,7 @@ export class Application implements RouteHost, UpgradeHost {
       this.reportError(error, "handler");
       refuse(socket, 500, "Internal Server Error\n");
     });
-  };
+  }
 
   /** Serves this app's WebSocket routes on an existing server (Express, Fastify, plain node:http). */
   attach(server: Server): this {
@@ -208,6 +222,12 @@ export class Application implements RouteHost, UpgradeHost {
   async listen(options: ListenOptions = {}): Promise<{ port: number; host: string; url: string }> {
     if (this.server?.listening)
       throw new AppError("ALREADY_LISTENING", "the application is already listening");
+    const reader = options.upgradeReader ?? "sockway";
+    if (reader !== "sockway" && reader !== "node")
+      throw new AppError(
+        "INVALID_OPTION",
+        `upgradeReader: "sockway" or "node", not ${JSON.stringify(reader)}`,
+      );
     const ws = this.webSocketsInstalled ? this.config : undefined;
     const serverOptions = {
       maxHeaderSize: ws?.maxHeaderSize ?? 8 * 1024,
@@ -219,6 +239,15 @@ export class Application implements RouteHost, UpgradeHost {
       ? createHttpsServer({ ...options.tls, ...serverOptions }, this.handleRequest)
       : createHttpServer(serverOptions, this.handleRequest);
     server.on("upgrade", this.handleUpgrade);
+    this.gate =
+      options.tls || reader === "node" || !ws
+        ? undefined
+        : UpgradeGate.install(
+            server,
+            serverOptions.maxHeaderSize,
+            serverOptions.headersTimeout,
+            (req, socket, rest) => this.startUpgrade(req, socket, rest),
+          );
     server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
       // As node:http would answer: 431 for a head over maxHeaderSize, 408 past handshakeTimeout.
       const status =
@@ -254,6 +283,7 @@ export class Application implements RouteHost, UpgradeHost {
       ? new Promise<void>((resolve) => server.close(() => resolve()))
       : Promise.resolve();
     server?.closeIdleConnections?.();
+    this.gate?.close();
     const sessions = [...this.liveSessions];
     for (const s of sessions) s.goAway();
     let timer: NodeJS.Timeout | undefined;

@@ -6,6 +6,7 @@ import { extname } from "node:path";
 import { isSafeHeaderValue, isToken } from "../protocol/index.js";
 import { contentTypeFor } from "./content-types.js";
 import { AppError } from "./errors.js";
+import { DirectRequest } from "./upgrade-gate.js";
 
 /** Request information shared by HTTP calls, upgrade calls and `session.call`. */
 export class ApplicationCall<P = Record<string, string | undefined>> {
@@ -13,13 +14,13 @@ export class ApplicationCall<P = Record<string, string | undefined>> {
   readonly path: string;
   private readonly rawQuery: string;
   private parsedQuery: URLSearchParams | undefined;
-  private req: IncomingMessage | undefined;
+  private req: IncomingMessage | DirectRequest | undefined;
   /** The parsed headers and the socket, kept when the request is released. */
   private keptHeaders: IncomingHttpHeaders | undefined;
   private keptSocket: Socket | undefined;
 
   constructor(
-    request: IncomingMessage,
+    request: IncomingMessage | DirectRequest,
     /** Path parameters, typed from the route pattern. */
     readonly parameters: P,
     path: string,
@@ -41,6 +42,8 @@ export class ApplicationCall<P = Record<string, string | undefined>> {
         "REQUEST_RELEASED",
         "call.request is released after the WebSocket handshake; use call.headers, read it in beforeUpgrade, or install WebSockets with keepRequest: true",
       );
+    // A request read by sockway's own upgrade reader becomes an IncomingMessage only when asked for.
+    if (this.req instanceof DirectRequest) this.req = this.req.toIncomingMessage();
     return this.req;
   }
 

@@ -12,6 +12,7 @@ import {
 import { Rejection, UpgradeCall } from "./call.js";
 import type { RouteEntry } from "./route-builder.js";
 import { STATUS_TEXT } from "./status-text.js";
+import type { DirectRequest } from "./upgrade-gate.js";
 import type { WebSocketsConfig } from "./websockets-plugin.js";
 
 const HOOK_TIMED_OUT = Symbol("beforeUpgrade timed out");
@@ -50,7 +51,7 @@ export function refuse(
  */
 export async function upgrade(
   host: UpgradeHost,
-  req: IncomingMessage,
+  req: IncomingMessage | DirectRequest,
   socket: Duplex,
   head: Buffer,
   matches: ReadonlyArray<RouteMatch<RouteEntry>>,

@@ -54,4 +54,5 @@ export {
 } from "./header-grammar.js";
 export { applyMask, applyMaskPortable, nativeMasking } from "./mask.js";
 export { isControlOpcode, isKnownOpcode, Opcode } from "./opcodes.js";
+export { findHeadEnd, MAX_UPGRADE_HEAD_LINES, readUpgradeHead, type UpgradeHead } from "./request-head.js";
 export { isValidUtf8, Utf8Validator } from "./utf8.js";

@@ -1,0 +1,163 @@
+import { IncomingMessage, type Server } from "node:http";
+import type { Socket } from "node:net";
+import { findHeadEnd, readUpgradeHead, type UpgradeHead } from "../protocol/index.js";
+import { STATUS_TEXT } from "./status-text.js";
+
+/**
+ * A WebSocket upgrade request read by sockway's own head reader (see UpgradeGate). It has what the
+ * handshake needs; node:http's IncomingMessage is built from it only if `call.request` is read.
+ */
+export class DirectRequest {
+  readonly method = "GET";
+  readonly httpVersion = "1.1";
+  readonly url: string;
+  readonly headers: Record<string, string>;
+
+  constructor(
+    head: UpgradeHead,
+    /** The head as latin1 text, for rawHeaders. */
+    private readonly text: string,
+    readonly socket: Socket,
+  ) {
+    this.url = head.url;
+    this.headers = head.headers;
+  }
+
+  /** The equivalent node:http request: method, url, version, headers and rawHeaders; ended, no body. */
+  toIncomingMessage(): IncomingMessage {
+    const req = new IncomingMessage(this.socket);
+    req.method = this.method;
+    req.url = this.url;
+    req.httpVersionMajor = 1;
+    req.httpVersionMinor = 1;
+    req.httpVersion = this.httpVersion;
+    req.headers = this.headers;
+    const raw: string[] = [];
+    for (const line of this.text.split("\r\n").slice(1)) {
+      const colon = line.indexOf(":");
+      raw.push(line.slice(0, colon), line.slice(colon + 1).trim());
+    }
+    req.rawHeaders = raw;
+    (req as { upgrade?: boolean }).upgrade = true;
+    req.complete = true;
+    req.push(null);
+    return req;
+  }
+}
+
+type NodeConnectionListener = (this: Server, socket: Socket) => void;
+
+/**
+ * Sits in front of node:http on a server that sockway runs (`listen` without TLS): reads the first
+ * chunk of each connection and, when it holds a whole, plain WebSocket upgrade request (see
+ * readUpgradeHead), answers it without node:http's parser and request objects. Everything else (other
+ * requests, a head split over several reads, anything unusual) is handed to node:http with its bytes
+ * put back, exactly as if it had arrived there first. Connections that send nothing are answered 408
+ * after `timeout` ms (checked once a second, as node:http does).
+ */
+export class UpgradeGate {
+  /** Connections whose first bytes have not arrived, with the time they were accepted (oldest first). */
+  private readonly waiting = new Map<Socket, number>();
+  private sweeper: NodeJS.Timeout | undefined;
+  /** Shared by every waiting socket (`this` is the socket). */
+  private readonly firstData: (this: Socket, chunk: Buffer) => void;
+
+  constructor(
+    private readonly server: Server,
+    private readonly nodeListener: NodeConnectionListener,
+    private readonly maxHeadBytes: number,
+    private readonly timeout: number,
+    private readonly onUpgrade: (req: DirectRequest, socket: Socket, rest: Buffer) => void,
+  ) {
+    const gate = this;
+    this.firstData = function (this: Socket, chunk: Buffer) {
+      gate.receive(this, chunk);
+    };
+  }
+
+  /**
+   * Puts a gate in front of an http.Server's connection handling. Returns undefined (and leaves the
+   * server as it is) if the server does not have node:http's one 'connection' listener.
+   */
+  static install(
+    server: Server,
+    maxHeadBytes: number,
+    timeout: number,
+    onUpgrade: (req: DirectRequest, socket: Socket, rest: Buffer) => void,
+  ): UpgradeGate | undefined {
+    const listeners = server.listeners("connection");
+    if (listeners.length !== 1) return undefined;
+    const gate = new UpgradeGate(
+      server,
+      listeners[0] as NodeConnectionListener,
+      maxHeadBytes,
+      timeout,
+      onUpgrade,
+    );
+    server.removeAllListeners("connection");
+    server.on("connection", gate.accept);
+    return gate;
+  }
+
+  /** Connections waiting for their first bytes. */
+  get waitingCount(): number {
+    return this.waiting.size;
+  }
+
+  private readonly accept = (socket: Socket): void => {
+    this.waiting.set(socket, Date.now());
+    socket.on("data", this.firstData);
+    socket.on("error", destroyWaiting);
+    this.sweeper ??= setInterval(this.sweep, Math.min(1000, this.timeout)).unref();
+  };
+
+  private receive(socket: Socket, chunk: Buffer): void {
+    this.waiting.delete(socket);
+    socket.removeListener("data", this.firstData);
+    socket.removeListener("error", destroyWaiting);
+    const end = findHeadEnd(chunk);
+    const text = end > 0 && end - 4 <= this.maxHeadBytes ? chunk.toString("latin1", 0, end - 4) : undefined;
+    const head = text === undefined ? undefined : readUpgradeHead(text);
+    if (!head || text === undefined) return this.handOver(socket, chunk);
+    // As node:http does before its 'upgrade' event: not flowing until the session listens for data.
+    (socket as { readableFlowing: boolean | null }).readableFlowing = null;
+    this.onUpgrade(new DirectRequest(head, text, socket), socket, chunk.subarray(end));
+  }
+
+  /** Gives the connection to node:http as if nothing had read from it. */
+  private handOver(socket: Socket, chunk: Buffer): void {
+    socket.pause();
+    socket.unshift(chunk);
+    this.nodeListener.call(this.server, socket);
+    socket.resume();
+  }
+
+  private readonly sweep = (): void => {
+    const now = Date.now();
+    for (const [socket, since] of this.waiting) {
+      if (!socket.destroyed && now - since < this.timeout) break; // the rest came later
+      this.waiting.delete(socket);
+      if (socket.destroyed) continue;
+      socket.removeListener("data", this.firstData);
+      socket.end(`HTTP/1.1 408 ${STATUS_TEXT[408]}\r\nConnection: close\r\n\r\n`);
+      setTimeout(() => socket.destroy(), 1000).unref();
+    }
+    if (this.waiting.size === 0) this.stopSweeping();
+  };
+
+  private stopSweeping(): void {
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
+  }
+
+  /** Destroys the connections that are still waiting for their first bytes (for `app.stop`). */
+  close(): void {
+    for (const socket of this.waiting.keys()) socket.destroy();
+    this.waiting.clear();
+    this.stopSweeping();
+  }
+}
+
+function destroyWaiting(this: Socket): void {
+  this.destroy();
+}

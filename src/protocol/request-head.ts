@@ -1,0 +1,92 @@
+import { hasToken, isToken } from "./header-grammar.js";
+
+/**
+ * A WebSocket upgrade request head read straight off a socket, for servers that answer upgrades without
+ * node:http's parser. The reader is deliberately narrow: it recognises the plain form every WebSocket
+ * client sends (RFC 9112 §2-§5 and RFC 6455 §4.1) and gives up on anything else, so that the caller can
+ * hand the bytes, untouched, to a full HTTP parser. Giving up is never wrong; accepting must agree with
+ * what node:http would have parsed (same method, target and lower-cased header map).
+ */
+export interface UpgradeHead {
+  readonly method: "GET";
+  /** The request target as sent (origin form, or absolute form from a proxy). */
+  readonly url: string;
+  readonly httpVersion: "1.1";
+  /** Lower-cased names, values with surrounding spaces and tabs removed; each name appears once. */
+  readonly headers: Record<string, string>;
+}
+
+/** Most header lines an upgrade head may have here; a longer one goes to the full parser. */
+export const MAX_UPGRADE_HEAD_LINES = 64;
+
+const CRLF_CRLF = Buffer.from("\r\n\r\n");
+// RFC 3986 characters only (a narrower set than node:http accepts, which is the point).
+const TARGET = /^[A-Za-z0-9\-._~:/?#[\]@!$&'()*+,;=%]+$/;
+
+/**
+ * Where the head ends: the index just past the blank line, or -1 while it is incomplete. `from` lets a
+ * caller that appends chunks resume the search near the end of what it searched before.
+ */
+export function findHeadEnd(bytes: Buffer, from = 0): number {
+  const at = bytes.indexOf(CRLF_CRLF, Math.max(0, from - 3));
+  return at < 0 ? -1 : at + 4;
+}
+
+/**
+ * Reads `head` (the bytes before the blank line, as latin1 text, without the final CRLF CRLF) as a
+ * WebSocket upgrade request: `GET <target> HTTP/1.1`, header fields without folding, duplicates or a
+ * body, and both `Upgrade: websocket` and `Connection: upgrade`. Returns undefined for anything else.
+ */
+export function readUpgradeHead(head: string): UpgradeHead | undefined {
+  let end = head.indexOf("\r\n");
+  if (end < 0) end = head.length;
+  // "GET " + target + " HTTP/1.1"
+  if (!head.startsWith("GET ") || head.slice(end - 9, end) !== " HTTP/1.1") return undefined;
+  const url = head.slice(4, end - 9);
+  if (!TARGET.test(url)) return undefined;
+  const headers: Record<string, string> = {};
+  let lines = 0;
+  let start = end + 2;
+  while (start < head.length) {
+    if (++lines > MAX_UPGRADE_HEAD_LINES) return undefined;
+    end = head.indexOf("\r\n", start);
+    if (end < 0) end = head.length;
+    const colon = head.indexOf(":", start);
+    if (colon < 0 || colon > end) return undefined;
+    const name = head.slice(start, colon);
+    if (!isToken(name)) return undefined; // also rules out folding (a line starting with SP or HTAB)
+    const key = name.toLowerCase();
+    // A repeated field is joined or dropped by node:http depending on its name; a body needs framing;
+    // "__proto__" would not be an ordinary property. All of them: the full parser's business.
+    if (
+      Object.hasOwn(headers, key) ||
+      key === "content-length" ||
+      key === "transfer-encoding" ||
+      key === "__proto__"
+    )
+      return undefined;
+    const value = trimOws(head.slice(colon + 1, end));
+    if (!isFieldValue(value)) return undefined;
+    headers[key] = value;
+    start = end + 2;
+  }
+  if (!hasToken(headers.upgrade, "websocket") || !hasToken(headers.connection, "upgrade")) return undefined;
+  return { method: "GET", url, httpVersion: "1.1", headers };
+}
+
+/** HTAB, SP, visible ASCII and obs-text (0x80-0xFF), nothing else (RFC 9110 §5.5). */
+function isFieldValue(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if ((c < 32 && c !== 9) || c === 127) return false;
+  }
+  return true;
+}
+
+function trimOws(s: string): string {
+  let a = 0;
+  let b = s.length;
+  while (a < b && (s.charCodeAt(a) === 32 || s.charCodeAt(a) === 9)) a++;
+  while (b > a && (s.charCodeAt(b - 1) === 32 || s.charCodeAt(b - 1) === 9)) b--;
+  return a === 0 && b === s.length ? s : s.slice(a, b);
+}

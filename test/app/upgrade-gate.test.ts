@@ -1,0 +1,223 @@
+/**
+ * The upgrade gate of `listen`: a whole, plain upgrade request in the first read is answered by
+ * sockway's own reader; every other connection reaches node:http with all of its bytes.
+ */
+import type { IncomingMessage } from "node:http";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { DirectRequest } from "../../src/app/upgrade-gate.js";
+import { AppError, createApp, WebSockets } from "../../src/index.js";
+import { cleanup, onCleanup } from "../helpers/cleanup.js";
+import { openSocket, parseResponse, rawRequest } from "../helpers/http.js";
+import { clientFrame, RawClient } from "../helpers/raw-client.js";
+import { delay, until, within } from "../helpers/wait.js";
+
+afterEach(() => {
+  vi.restoreAllMocks();
+  return cleanup();
+});
+
+const KEY = "dGhlIHNhbXBsZSBub25jZQ==";
+const upgradeHead = (port: number, path = "/echo", extra = "") =>
+  `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+  `Sec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`;
+
+/** An echo route whose beforeUpgrade records call.request, and an HTTP route that echoes bodies. */
+async function gateApp(listen: { upgradeReader?: "sockway" | "node" } = {}) {
+  const seen: IncomingMessage[] = [];
+  const app = createApp()
+    .install(WebSockets, { handshakeTimeout: 500 })
+    .onError(() => {});
+  app.routing((r) => {
+    r.webSocket(
+      "/echo",
+      {
+        beforeUpgrade: (call) => {
+          seen.push(call.request);
+        },
+      },
+      async (s) => {
+        for await (const m of s.incoming) await s.send(m);
+      },
+    );
+    r.post("/body", async (call) => {
+      const chunks: Buffer[] = [];
+      for await (const c of call.request) chunks.push(c as Buffer);
+      call.respondText(`got ${Buffer.concat(chunks).toString()}`);
+    });
+    r.get("/hello", (call) => call.respondText("hello"));
+  });
+  const { port } = await app.listen({ host: "127.0.0.1", port: 0, ...listen });
+  onCleanup(() => app.stop({ grace: 0 }));
+  return { app, port, seen };
+}
+
+describe("upgrade requests read by sockway", () => {
+  it("a whole upgrade head is read by the gate; call.request is still a complete IncomingMessage", async () => {
+    const direct = vi.spyOn(DirectRequest.prototype, "toIncomingMessage");
+    const { port, seen } = await gateApp();
+    const client = await RawClient.connect(port, "/echo?x=1", { headers: { "X-Custom": "  Value  " } });
+    expect(client.response.status).toBe(101);
+    expect(direct).toHaveBeenCalledTimes(1);
+    const req = seen[0]!;
+    expect(req.method).toBe("GET");
+    expect(req.url).toBe("/echo?x=1");
+    expect(req.httpVersion).toBe("1.1");
+    expect(req.headers["x-custom"]).toBe("Value");
+    expect(req.headers.upgrade).toBe("websocket");
+    expect(req.rawHeaders).toContain("X-Custom");
+    expect(req.rawHeaders[req.rawHeaders.indexOf("X-Custom") + 1]).toBe("Value");
+    expect(req.rawHeaders.length % 2).toBe(0);
+    expect(req.complete).toBe(true);
+    expect(req.socket.remotePort).toBe(client.socket.localPort);
+    client.sendText("hi");
+    expect((await client.nextData()).payload.toString()).toBe("hi");
+  });
+
+  it("frames sent in the same write as the head reach the session", async () => {
+    const { port } = await gateApp();
+    const frames = Buffer.concat([clientFrame(1, "one"), clientFrame(2, "two")]);
+    const client = await RawClient.connect(port, "/echo", { after: frames });
+    expect((await client.nextData()).payload.toString()).toBe("one");
+    expect((await client.nextData()).payload.toString()).toBe("two");
+  });
+
+  it("frames sent while an async beforeUpgrade runs are not lost", async () => {
+    const app = createApp()
+      .install(WebSockets)
+      .onError(() => {});
+    app.routing((r) =>
+      r.webSocket("/slow", { beforeUpgrade: () => delay(100) }, async (s) => {
+        for await (const m of s.incoming) await s.send(m);
+      }),
+    );
+    const { port } = await app.listen({ host: "127.0.0.1", port: 0 });
+    onCleanup(() => app.stop({ grace: 0 }));
+    const socket = await openSocket(port);
+    const received: Buffer[] = [];
+    socket.on("data", (c: Buffer) => received.push(c));
+    socket.write(upgradeHead(port, "/slow"));
+    await delay(30); // the head has been read; the hook is still running
+    socket.write(clientFrame(1, "early"));
+    await until(() => Buffer.concat(received).includes("early"), 2000, "the early frame's echo");
+    expect(parseResponse(Buffer.concat(received)).status).toBe(101);
+  });
+
+  it("upgradeReader 'node' leaves every request to node:http", async () => {
+    const direct = vi.spyOn(DirectRequest.prototype, "toIncomingMessage");
+    const { port, seen } = await gateApp({ upgradeReader: "node" });
+    const client = await RawClient.connect(port, "/echo");
+    expect(client.response.status).toBe(101);
+    expect(seen).toHaveLength(1);
+    expect(direct).not.toHaveBeenCalled();
+  });
+
+  it("an unknown upgradeReader is an INVALID_OPTION AppError", async () => {
+    const app = createApp().install(WebSockets);
+    const attempt = app.listen({ port: 0, upgradeReader: "fast" as "node" });
+    await expect(attempt).rejects.toBeInstanceOf(AppError);
+    await expect(attempt).rejects.toMatchObject({ code: "INVALID_OPTION" });
+  });
+});
+
+describe("everything else reaches node:http unchanged", () => {
+  it("a head split over two writes is upgraded by node:http", async () => {
+    const direct = vi.spyOn(DirectRequest.prototype, "toIncomingMessage");
+    const { port, seen } = await gateApp();
+    const socket = await openSocket(port);
+    const received: Buffer[] = [];
+    socket.on("data", (c: Buffer) => received.push(c));
+    const head = upgradeHead(port);
+    socket.write(head.slice(0, 40));
+    await delay(50);
+    socket.write(head.slice(40));
+    await until(() => Buffer.concat(received).includes("\r\n\r\n"), 2000, "the 101");
+    expect(parseResponse(Buffer.concat(received)).status).toBe(101);
+    expect(seen).toHaveLength(1);
+    expect(direct).not.toHaveBeenCalled();
+  });
+
+  it("a repeated Sec-WebSocket-Key goes to node:http, which joins the values: 400", async () => {
+    const { port } = await gateApp();
+    const res = await rawRequest(port, upgradeHead(port, "/echo", `Sec-WebSocket-Key: ${KEY}\r\n`));
+    expect(res.status).toBe(400);
+  });
+
+  it("a POST with its body in the first read, and a keep-alive GET after it on the same connection", async () => {
+    const { port } = await gateApp();
+    const socket = await openSocket(port);
+    const received: Buffer[] = [];
+    socket.on("data", (c: Buffer) => received.push(c));
+    socket.write(
+      `POST /body HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 11\r\n\r\nhello world` +
+        `GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`,
+    );
+    await until(() => Buffer.concat(received).includes("\r\n\r\nhello"), 2000, "two responses");
+    const text = Buffer.concat(received).toString();
+    expect(text).toContain("got hello world");
+    expect(text.match(/HTTP\/1\.1 200/g)).toHaveLength(2);
+    // The same connection, once more, after the first read was handed over.
+    socket.write(`GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
+    await until(
+      () =>
+        Buffer.concat(received)
+          .toString()
+          .match(/HTTP\/1\.1 200/g)?.length === 3,
+      2000,
+      "a third response",
+    );
+  });
+
+  it("a plain request, then an upgrade on the same keep-alive connection (node:http's 'upgrade' path)", async () => {
+    const { port, seen } = await gateApp();
+    const socket = await openSocket(port);
+    const received: Buffer[] = [];
+    socket.on("data", (c: Buffer) => received.push(c));
+    socket.write(`GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+    await until(() => Buffer.concat(received).includes("hello"), 2000, "the first response");
+    socket.write(upgradeHead(port));
+    await until(() => Buffer.concat(received).includes("101 Switching"), 2000, "the 101");
+    expect(seen).toHaveLength(1);
+  });
+
+  it("a head over maxHeaderSize in one read is answered 431 by node:http", async () => {
+    const { port } = await gateApp();
+    const res = await rawRequest(port, upgradeHead(port, "/echo", `X-Big: ${"a".repeat(9000)}\r\n`));
+    expect(res.status).toBe(431);
+  });
+});
+
+describe("connections that send nothing", () => {
+  it("are answered 408 and closed after handshakeTimeout (500 ms)", async () => {
+    const { port } = await gateApp();
+    const socket = await openSocket(port);
+    const received: Buffer[] = [];
+    socket.on("data", (c: Buffer) => received.push(c));
+    const opened = Date.now();
+    await within(new Promise((resolve) => socket.once("close", resolve)), 2500, "the server closing");
+    expect(Date.now() - opened).toBeGreaterThanOrEqual(450);
+    expect(parseResponse(Buffer.concat(received)).status).toBe(408);
+  });
+
+  it("a reset before any byte is not an error and leaves the server serving", async () => {
+    const { port } = await gateApp();
+    for (let i = 0; i < 20; i++) (await openSocket(port)).resetAndDestroy();
+    await delay(50);
+    expect((await RawClient.connect(port, "/echo")).response.status).toBe(101);
+    expect((await rawRequest(port, "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).body).toBe(
+      "hello",
+    );
+  });
+
+  it("app.stop() closes them at once", async () => {
+    const app = createApp()
+      .install(WebSockets)
+      .onError(() => {});
+    app.routing((r) => r.webSocket("/", async () => {}));
+    const { port } = await app.listen({ host: "127.0.0.1", port: 0 });
+    const sockets = await Promise.all([openSocket(port), openSocket(port)]);
+    await delay(20);
+    const closed = sockets.map((s) => new Promise((resolve) => s.once("close", resolve)));
+    await within(app.stop({ grace: 0 }), 1000, "stop()");
+    await within(Promise.all(closed), 1000, "the waiting connections closing");
+  });
+});
