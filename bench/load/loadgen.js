@@ -233,42 +233,76 @@ async function echo() {
 async function handshakes() {
   const concurrency = settings.concurrency ?? 16;
   const port = settings.port;
+  // Per attempt as little as possible, so that the generator is not what limits the rate: requests
+  // built once, one read buffer for every socket, listeners shared through a state object, and one
+  // timer that sweeps attempts older than 5 s instead of a timer per attempt.
+  const requests = Array.from({ length: 64 }, () => Buffer.from(upgradeRequest(port, false), "latin1"));
+  const OK = Buffer.from("HTTP/1.1 101 ");
+  const readBuffer = Buffer.allocUnsafe(64 * 1024);
   let done = 0;
   let errors = 0;
+  let attempt = 0;
   let running = true;
   /** @type {string | undefined} */
   let firstError;
+  /** @typedef {{ socket: net.Socket, started: number, head: Buffer | undefined, upgraded: boolean, failed: boolean }} Attempt */
+  /** @type {Set<Attempt>} */
+  const live = new Set();
+  const fail = (/** @type {Attempt} */ a, /** @type {string} */ why) => {
+    if (a.failed) return;
+    a.failed = true;
+    errors++;
+    firstError ??= why;
+    a.socket.destroy();
+  };
   const loop = () => {
     if (!running) return;
-    const socket = net.connect({ port, host: "127.0.0.1", noDelay: true });
-    let head = "";
-    let upgraded = false;
-    let failed = false;
-    const timer = setTimeout(() => fail("timeout"), 5000);
-    const fail = (/** @type {string} */ why) => {
-      if (failed) return;
-      failed = true;
-      errors++;
-      firstError ??= why;
-      socket.destroy();
+    /** @type {Attempt} */
+    const a = {
+      socket: /** @type {any} */ (undefined),
+      started: performance.now(),
+      head: undefined,
+      upgraded: false,
+      failed: false,
     };
-    socket.on("connect", () => socket.write(upgradeRequest(port, false)));
-    socket.on("data", (/** @type {Buffer} */ chunk) => {
-      if (upgraded) return; // the server's Close frame
-      head += chunk.toString("latin1");
-      if (head.indexOf("\r\n\r\n") < 0) return;
-      if (!head.startsWith("HTTP/1.1 101")) return fail(head.split("\r\n")[0] ?? "bad response");
-      upgraded = true;
-      socket.write(CLOSE_FRAME);
+    a.socket = net.connect({
+      port,
+      host: "127.0.0.1",
+      noDelay: true,
+      onread: {
+        buffer: readBuffer,
+        callback: (n, buffer) => {
+          if (a.upgraded || a.failed) return true; // the server's Close frame
+          const chunk = /** @type {Buffer} */ (buffer).subarray(0, n);
+          const bytes = a.head ? Buffer.concat([a.head, chunk]) : chunk;
+          if (bytes.indexOf("\r\n\r\n") < 0) {
+            a.head = Buffer.from(bytes); // a copy: the read buffer is reused
+            return true;
+          }
+          if (bytes.compare(OK, 0, OK.length, 0, OK.length) !== 0)
+            fail(a, bytes.toString("latin1").split("\r\n")[0] ?? "bad response");
+          else {
+            a.upgraded = true;
+            a.socket.write(CLOSE_FRAME);
+          }
+          return true;
+        },
+      },
     });
-    socket.on("error", (error) => fail(error.message));
-    socket.on("close", () => {
-      clearTimeout(timer);
-      if (upgraded && !failed) done++;
-      else if (!failed) fail("closed before the handshake finished");
+    live.add(a);
+    a.socket.on("connect", () => a.socket.write(requests[attempt++ & 63]));
+    a.socket.on("error", (error) => fail(a, error.message));
+    a.socket.on("close", () => {
+      live.delete(a);
+      if (a.upgraded && !a.failed) done++;
+      else if (!a.failed) fail(a, "closed before the handshake finished");
       setImmediate(loop);
     });
   };
+  const sweep = setInterval(() => {
+    const now = performance.now();
+    for (const a of live) if (now - a.started > 5000) fail(a, "timeout");
+  }, 1000);
   say("CONNECTED 0");
   await measure(
     () => {
@@ -278,6 +312,7 @@ async function handshakes() {
     () => ({ errors, firstError }),
   );
   running = false;
+  clearInterval(sweep);
 }
 
 async function broadcast() {

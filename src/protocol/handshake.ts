@@ -49,7 +49,7 @@ export function validateUpgradeRequest(req: UpgradeRequestLike): HandshakeResult
       }),
     );
   }
-  const [major = 0, minor = 0] = req.httpVersion.split(".").map(Number);
+  const [major = 0, minor = 0] = req.httpVersion === "1.1" ? [1, 1] : req.httpVersion.split(".").map(Number);
   if (major < 1 || (major === 1 && minor < 1)) {
     return fail(new HandshakeError("HTTP_VERSION", 400, "the opening handshake needs HTTP/1.1 or later"));
   }

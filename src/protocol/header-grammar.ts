@@ -18,8 +18,13 @@ for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl
 }
 
 export function isToken(s: string): boolean {
-  if (s.length === 0) return false;
-  for (let i = 0; i < s.length; i++) {
+  return isTokenRange(s, 0, s.length);
+}
+
+/** Whether s[from, to) is a token (non-empty, tchar only). */
+export function isTokenRange(s: string, from: number, to: number): boolean {
+  if (to <= from) return false;
+  for (let i = from; i < to; i++) {
     const c = s.charCodeAt(i);
     if (c >= 128 || TCHAR[c] === 0) return false;
   }
@@ -39,7 +44,7 @@ function joined(value: HeaderValue): string {
 export function parseTokenList(value: HeaderValue): string[] | undefined {
   const out: string[] = [];
   for (const part of joined(value).split(",")) {
-    const t = part.trim();
+    const t = trimOws(part);
     if (t === "") continue;
     if (!isToken(t)) return undefined;
     out.push(t);
@@ -47,12 +52,50 @@ export function parseTokenList(value: HeaderValue): string[] | undefined {
   return out;
 }
 
-/** Whether a token list contains `token`, compared case-insensitively. */
+/**
+ * Whether a token list contains `token` (given in lower case), compared case-insensitively; false when
+ * an element is not a token. Same answer as searching parseTokenList's result, without allocating.
+ */
 export function hasToken(value: HeaderValue, token: string): boolean {
-  const list = parseTokenList(value);
-  if (!list) return false;
-  const wanted = token.toLowerCase();
-  return list.some((t) => t.toLowerCase() === wanted);
+  if (value === undefined) return false;
+  if (typeof value !== "string") return hasToken(joined(value), token);
+  let found = false;
+  let i = 0;
+  const n = value.length;
+  while (i <= n) {
+    let end = value.indexOf(",", i);
+    if (end < 0) end = n;
+    let a = i;
+    let b = end;
+    while (a < b && isOws(value.charCodeAt(a))) a++;
+    while (b > a && isOws(value.charCodeAt(b - 1))) b--;
+    if (a < b) {
+      let match = b - a === token.length;
+      for (let k = a; k < b; k++) {
+        const c = value.charCodeAt(k);
+        if (c >= 128 || TCHAR[c] === 0) return false;
+        // A-Z folds to a-z; every other character must match as it is.
+        if (match && (c >= 65 && c <= 90 ? c | 0x20 : c) !== token.charCodeAt(k - a)) match = false;
+      }
+      if (match) found = true;
+    }
+    i = end + 1;
+  }
+  return found;
+}
+
+/** Optional whitespace around list elements and field values: SP and HTAB (RFC 9110 §5.6.3). */
+export function isOws(c: number): boolean {
+  return c === 32 || c === 9;
+}
+
+/** Removes SP and HTAB (only those) from both ends. */
+export function trimOws(s: string): string {
+  let a = 0;
+  let b = s.length;
+  while (a < b && isOws(s.charCodeAt(a))) a++;
+  while (b > a && isOws(s.charCodeAt(b - 1))) b--;
+  return a === 0 && b === s.length ? s : s.slice(a, b);
 }
 
 /**

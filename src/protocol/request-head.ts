@@ -1,4 +1,4 @@
-import { hasToken, isToken } from "./header-grammar.js";
+import { hasToken, isOws, isTokenRange } from "./header-grammar.js";
 
 /**
  * A WebSocket upgrade request head read straight off a socket, for servers that answer upgrades without
@@ -45,6 +45,8 @@ export function readUpgradeHead(head: string): UpgradeHead | undefined {
   const url = head.slice(4, end - 9);
   if (!TARGET.test(url)) return undefined;
   const headers: Record<string, string> = {};
+  // Names are read from one lower-cased copy (token characters are ASCII), values from the original.
+  const lower = head.toLowerCase();
   let lines = 0;
   let start = end + 2;
   while (start < head.length) {
@@ -52,10 +54,9 @@ export function readUpgradeHead(head: string): UpgradeHead | undefined {
     end = head.indexOf("\r\n", start);
     if (end < 0) end = head.length;
     const colon = head.indexOf(":", start);
-    if (colon < 0 || colon > end) return undefined;
-    const name = head.slice(start, colon);
-    if (!isToken(name)) return undefined; // also rules out folding (a line starting with SP or HTAB)
-    const key = name.toLowerCase();
+    // Also rules out folding: a line that starts with SP or HTAB has no token before its colon.
+    if (colon < 0 || colon > end || !isTokenRange(head, start, colon)) return undefined;
+    const key = lower.slice(start, colon);
     // A repeated field is joined or dropped by node:http depending on its name; a body needs framing;
     // "__proto__" would not be an ordinary property. All of them: the full parser's business.
     if (
@@ -65,9 +66,12 @@ export function readUpgradeHead(head: string): UpgradeHead | undefined {
       key === "__proto__"
     )
       return undefined;
-    const value = trimOws(head.slice(colon + 1, end));
-    if (!isFieldValue(value)) return undefined;
-    headers[key] = value;
+    let a = colon + 1;
+    let b = end;
+    while (a < b && isOws(head.charCodeAt(a))) a++;
+    while (b > a && isOws(head.charCodeAt(b - 1))) b--;
+    if (!isFieldValueRange(head, a, b)) return undefined;
+    headers[key] = head.slice(a, b);
     start = end + 2;
   }
   if (!hasToken(headers.upgrade, "websocket") || !hasToken(headers.connection, "upgrade")) return undefined;
@@ -75,18 +79,10 @@ export function readUpgradeHead(head: string): UpgradeHead | undefined {
 }
 
 /** HTAB, SP, visible ASCII and obs-text (0x80-0xFF), nothing else (RFC 9110 §5.5). */
-function isFieldValue(s: string): boolean {
-  for (let i = 0; i < s.length; i++) {
+function isFieldValueRange(s: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
     const c = s.charCodeAt(i);
     if ((c < 32 && c !== 9) || c === 127) return false;
   }
   return true;
-}
-
-function trimOws(s: string): string {
-  let a = 0;
-  let b = s.length;
-  while (a < b && (s.charCodeAt(a) === 32 || s.charCodeAt(a) === 9)) a++;
-  while (b > a && (s.charCodeAt(b - 1) === 32 || s.charCodeAt(b - 1) === 9)) b--;
-  return a === 0 && b === s.length ? s : s.slice(a, b);
 }

@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
   acceptResponseHead,
@@ -185,6 +186,30 @@ describe("RFC 7230 §7 token lists", () => {
       false,
     ]);
     expect(hasToken("upgrade, a b", "upgrade")).toBe(false);
+  });
+
+  it("hasToken: only SP and HTAB surround elements (RFC 9110 §5.6.3); NBSP, CR or VT make a list malformed", () => {
+    expect(hasToken(" \tWebSocket\t ,", "websocket")).toBe(true);
+    expect(hasToken(["keep-alive", "Upgrade"], "upgrade")).toBe(true);
+    for (const ws of ["\xa0", "\r", "\v", "\f"]) expect(hasToken(`websocket${ws}`, "websocket")).toBe(false);
+    // "^" | 0x20 is "~": only A-Z fold.
+    expect(hasToken("^", "~")).toBe(false);
+  });
+
+  it("property: hasToken answers as searching parseTokenList's result does", () => {
+    const unit = fc.constantFrom(..."aAbBwWsS ,\t~^/\xa0\xe9");
+    fc.assert(
+      fc.property(
+        fc.string({ unit, maxLength: 16 }),
+        fc.constantFrom("a", "ab", "ws", "~", "ba"),
+        (value, token) => {
+          const list = parseTokenList(value);
+          const expected = list?.some((t) => t.toLowerCase() === token) ?? false;
+          expect(hasToken(value, token)).toBe(expected);
+        },
+      ),
+      { numRuns: 3000 },
+    );
   });
 
   it.each([
