@@ -52,15 +52,21 @@ type NodeConnectionListener = (this: Server, socket: Socket) => void;
  * chunk of each connection and, when it holds a whole, plain WebSocket upgrade request (see
  * readUpgradeHead), answers it without node:http's parser and request objects. Everything else (other
  * requests, a head split over several reads, anything unusual) is handed to node:http with its bytes
- * put back, exactly as if it had arrived there first. Connections that send nothing are answered 408
- * after `timeout` ms (checked once a second, as node:http does).
+ * put back, exactly as if it had arrived there first. A head that arrives over several reads is
+ * gathered here (up to `maxHeadBytes`, then node:http answers 431); a connection whose head is not
+ * complete `timeout` ms after it was accepted is answered 408 and closed (checked every half timeout,
+ * at most once a second: cut off between 1x and 1.5x the timeout).
  */
 export class UpgradeGate {
-  /** Connections whose first bytes have not arrived, with the time they were accepted (oldest first). */
+  /** Connections whose head is not complete yet, with the time they were accepted (oldest first). */
   private readonly waiting = new Map<Socket, number>();
+  /** What the connections that sent part of a head have sent so far. */
+  private readonly partial = new Map<Socket, Buffer[]>();
   private sweeper: NodeJS.Timeout | undefined;
   /** Shared by every waiting socket (`this` is the socket). */
   private readonly firstData: (this: Socket, chunk: Buffer) => void;
+  /** Forgets a connection that closed with part of a head sent. */
+  private readonly forget: (this: Socket) => void;
 
   constructor(
     private readonly server: Server,
@@ -72,6 +78,10 @@ export class UpgradeGate {
     const gate = this;
     this.firstData = function (this: Socket, chunk: Buffer) {
       gate.receive(this, chunk);
+    };
+    this.forget = function (this: Socket) {
+      gate.partial.delete(this);
+      gate.waiting.delete(this);
     };
   }
 
@@ -99,23 +109,35 @@ export class UpgradeGate {
     return gate;
   }
 
-  /** Connections waiting for their first bytes. */
-  get waitingCount(): number {
-    return this.waiting.size;
-  }
-
   private readonly accept = (socket: Socket): void => {
     this.waiting.set(socket, Date.now());
     socket.on("data", this.firstData);
     socket.on("error", destroyWaiting);
-    this.sweeper ??= setInterval(this.sweep, Math.min(1000, this.timeout)).unref();
+    // Checked every half timeout (at most once a second): cut off between 1x and 1.5x the timeout.
+    this.sweeper ??= setInterval(this.sweep, Math.min(1000, Math.max(10, this.timeout / 2))).unref();
   };
 
-  private receive(socket: Socket, chunk: Buffer): void {
+  private receive(socket: Socket, piece: Buffer): void {
+    let chunk = piece;
+    let end: number;
+    const before = this.partial.get(socket);
+    if (before) {
+      const seen = before.reduce((n, b) => n + b.length, 0);
+      before.push(piece);
+      chunk = Buffer.concat(before);
+      end = findHeadEnd(chunk, seen);
+      if (end > 0 || chunk.length > this.maxHeadBytes) this.partial.delete(socket);
+    } else {
+      end = findHeadEnd(chunk);
+      if (end < 0 && chunk.length <= this.maxHeadBytes) {
+        this.partial.set(socket, [piece]);
+        socket.once("close", this.forget);
+      }
+    }
+    if (end < 0 && chunk.length <= this.maxHeadBytes) return; // more to come (or the sweep's 408)
     this.waiting.delete(socket);
     socket.removeListener("data", this.firstData);
     socket.removeListener("error", destroyWaiting);
-    const end = findHeadEnd(chunk);
     const text = end > 0 && end - 4 <= this.maxHeadBytes ? chunk.toString("latin1", 0, end - 4) : undefined;
     const head = text === undefined ? undefined : readUpgradeHead(text);
     if (!head || text === undefined) return this.handOver(socket, chunk);
@@ -137,6 +159,7 @@ export class UpgradeGate {
     for (const [socket, since] of this.waiting) {
       if (!socket.destroyed && now - since < this.timeout) break; // the rest came later
       this.waiting.delete(socket);
+      this.partial.delete(socket);
       if (socket.destroyed) continue;
       socket.removeListener("data", this.firstData);
       socket.end(`HTTP/1.1 408 ${STATUS_TEXT[408]}\r\nConnection: close\r\n\r\n`);
@@ -150,10 +173,11 @@ export class UpgradeGate {
     this.sweeper = undefined;
   }
 
-  /** Destroys the connections that are still waiting for their first bytes (for `app.stop`). */
+  /** Destroys the connections whose head is not complete yet (for `app.stop`). */
   close(): void {
     for (const socket of this.waiting.keys()) socket.destroy();
     this.waiting.clear();
+    this.partial.clear();
     this.stopSweeping();
   }
 }

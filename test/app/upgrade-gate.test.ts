@@ -120,20 +120,57 @@ describe("upgrade requests read by sockway", () => {
 });
 
 describe("everything else reaches node:http unchanged", () => {
-  it("a head split over two writes is upgraded by node:http", async () => {
+  it("a head split over three writes is gathered and read by the gate", async () => {
     const direct = vi.spyOn(DirectRequest.prototype, "toIncomingMessage");
     const { port, seen } = await gateApp();
     const socket = await openSocket(port);
     const received: Buffer[] = [];
     socket.on("data", (c: Buffer) => received.push(c));
     const head = upgradeHead(port);
-    socket.write(head.slice(0, 40));
-    await delay(50);
-    socket.write(head.slice(40));
+    // Split inside the final CRLF CRLF too.
+    for (const part of [head.slice(0, 40), head.slice(40, -2), head.slice(-2)]) {
+      socket.write(part);
+      await delay(30);
+    }
     await until(() => Buffer.concat(received).includes("\r\n\r\n"), 2000, "the 101");
     expect(parseResponse(Buffer.concat(received)).status).toBe(101);
     expect(seen).toHaveLength(1);
-    expect(direct).not.toHaveBeenCalled();
+    expect(direct).toHaveBeenCalledTimes(1);
+  });
+
+  it("a POST whose head and body come in separate writes reaches node:http whole", async () => {
+    const { port } = await gateApp();
+    const socket = await openSocket(port);
+    const received: Buffer[] = [];
+    socket.on("data", (c: Buffer) => received.push(c));
+    socket.write("POST /body HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    await delay(30);
+    socket.write("Content-Length: 5\r\nConnection: close\r\n\r\nab");
+    await delay(30);
+    socket.write("cde");
+    await within(new Promise((resolve) => socket.once("close", resolve)), 2000, "the response");
+    expect(parseResponse(Buffer.concat(received)).body).toBe("got abcde");
+  });
+
+  it("a head trickled one byte at a time is answered 408 handshakeTimeout (500 ms) after the connection opened", async () => {
+    const { port } = await gateApp();
+    const socket = await openSocket(port);
+    const received: Buffer[] = [];
+    socket.on("data", (c: Buffer) => received.push(c));
+    const opened = Date.now();
+    let closed = false;
+    socket.once("close", () => {
+      closed = true;
+    });
+    const head = upgradeHead(port);
+    for (let i = 0; i < head.length && !closed && Date.now() - opened < 3000; i++) {
+      socket.write(head[i]!);
+      await delay(50);
+    }
+    expect(closed).toBe(true);
+    // The sweep runs every half timeout: 500 ms + up to 250 ms + slack.
+    expect(Date.now() - opened).toBeLessThan(1100);
+    expect(parseResponse(Buffer.concat(received)).status).toBe(408);
   });
 
   it("a repeated Sec-WebSocket-Key goes to node:http, which joins the values: 400", async () => {
