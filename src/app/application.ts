@@ -177,6 +177,16 @@ export class Application implements RouteHost, UpgradeHost {
   /** The upgrade path for node:http's requests and for the ones the gate read (DirectRequest). */
   private startUpgrade(req: IncomingMessage | DirectRequest, socket: Duplex, head: Buffer): void {
     socket.on("error", destroySocket);
+    try {
+      this.routeUpgrade(req, socket, head);
+    } catch (error) {
+      // A bug on this path must cost one connection, not the process.
+      this.reportError(error, "http");
+      refuse(socket, 500, "Internal Server Error\n");
+    }
+  }
+
+  private routeUpgrade(req: IncomingMessage | DirectRequest, socket: Duplex, head: Buffer): void {
     if (this.stopping) return refuse(socket, 503, "Server shutting down\n");
     const { path, query } = splitUrl(req.url);
     const matches = this.matchPath(path);

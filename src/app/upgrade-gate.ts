@@ -1,6 +1,6 @@
 import { IncomingMessage, type Server } from "node:http";
 import type { Socket } from "node:net";
-import { findHeadEnd, readUpgradeHead, type UpgradeHead } from "../protocol/index.js";
+import { findHeadEnd, readUpgradeHead, trimOws, type UpgradeHead } from "../protocol/index.js";
 import { STATUS_TEXT } from "./status-text.js";
 
 /**
@@ -35,7 +35,7 @@ export class DirectRequest {
     const raw: string[] = [];
     for (const line of this.text.split("\r\n").slice(1)) {
       const colon = line.indexOf(":");
-      raw.push(line.slice(0, colon), line.slice(colon + 1).trim());
+      raw.push(line.slice(0, colon), trimOws(line.slice(colon + 1)));
     }
     req.rawHeaders = raw;
     (req as { upgrade?: boolean }).upgrade = true;

@@ -51,6 +51,7 @@ export {
   isToken,
   parseExtensions,
   parseTokenList,
+  trimOws,
 } from "./header-grammar.js";
 export { applyMask, applyMaskPortable, nativeMasking } from "./mask.js";
 export { isControlOpcode, isKnownOpcode, Opcode } from "./opcodes.js";

@@ -119,6 +119,29 @@ describe("upgrade requests read by sockway", () => {
   });
 });
 
+describe("a bug on the upgrade path", () => {
+  it.each(["sockway", "node"] as const)(
+    "costs one connection (500, reported as 'http'), not the process (upgradeReader %s)",
+    async (upgradeReader) => {
+      const errors: unknown[] = [];
+      const app = createApp()
+        .install(WebSockets)
+        .onError((error) => errors.push(error));
+      app.routing((r) => r.webSocket("/", async () => {}));
+      const { port } = await app.listen({ host: "127.0.0.1", port: 0, upgradeReader });
+      onCleanup(() => app.stop({ grace: 0 }));
+      const match = vi.spyOn(app.tree, "match").mockImplementation(() => {
+        throw new Error("a bug");
+      });
+      const res = await rawRequest(port, upgradeHead(port, "/"));
+      expect(res.status).toBe(500);
+      expect(errors).toHaveLength(1);
+      match.mockRestore();
+      expect((await RawClient.connect(port, "/")).response.status).toBe(101);
+    },
+  );
+});
+
 describe("everything else reaches node:http unchanged", () => {
   it("a head split over three writes is gathered and read by the gate", async () => {
     const direct = vi.spyOn(DirectRequest.prototype, "toIncomingMessage");
