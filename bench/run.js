@@ -490,11 +490,15 @@ console.log(
 );
 
 machine.loadavgBefore = machine.loadavgBefore.map((x) => Number(x.toFixed(2)));
-const resultsDir = `${root}bench/results/`;
+// A partial run (some scenarios or columns, another sockway build, a quick run) is kept out of the
+// committed results: its JSON goes to bench/results/tmp/ and it leaves latest.svg alone.
+const partial =
+  quick || ONLY.length > 0 || !!process.env.BENCH_SERVERS || !!process.env.BENCH_SOCKWAY_DIST || ROUNDS < 3;
+const resultsDir = `${root}bench/results/${partial ? "tmp/" : ""}`;
 mkdirSync(resultsDir, { recursive: true });
 const stamp = machine.date.slice(0, 19).replaceAll(":", "-");
 const jsonPath = `${resultsDir}${stamp}Z.json`;
-const svgPath = `${resultsDir}latest.svg`;
+const svgPath = `${root}bench/results/latest.svg`;
 writeFileSync(
   jsonPath,
   `${JSON.stringify(
@@ -520,12 +524,15 @@ writeFileSync(
     2,
   )}\n`,
 );
-writeFileSync(
-  svgPath,
-  svgChart(
-    rows,
-    `${machine.date.slice(0, 10)}, ${machine.cpu}, node ${machine.node}, bun ${machine.bun}, ws ${machine.ws}; medians of ${ROUNDS} rounds`,
-  ),
+if (!partial)
+  writeFileSync(
+    svgPath,
+    svgChart(
+      rows,
+      `${machine.date.slice(0, 10)}, ${machine.cpu}, node ${machine.node}, bun ${machine.bun}, ws ${machine.ws}; medians of ${ROUNDS} rounds`,
+    ),
+  );
+console.log(
+  `\nwrote ${jsonPath.slice(root.length)}${partial ? " (a partial run: latest.svg unchanged)" : ` and ${svgPath.slice(root.length)}`} (${elapsed()} in all)`,
 );
-console.log(`\nwrote ${jsonPath.slice(root.length)} and ${svgPath.slice(root.length)} (${elapsed()} in all)`);
 process.exit(exitCode || (Object.keys(failures).length > 0 || measurements.some((m) => m.error) ? 2 : 0));
