@@ -23,9 +23,10 @@ export interface ListenOptions {
   /** TLS options for node:https (key, cert, ...): serves https:// and wss://. */
   tls?: HttpsServerOptions;
   /**
-   * Who reads WebSocket upgrade requests. "sockway" (default, plain HTTP only): a plain upgrade request
-   * that arrives whole in the connection's first read is answered without node:http's parser; every
-   * other connection goes to node:http unchanged. "node": node:http reads every request.
+   * Who reads WebSocket upgrade requests. "sockway" (default, plain HTTP only): each connection's first
+   * request head is read by sockway, and a plain upgrade request is answered without node:http's
+   * parser; every other connection goes to node:http with its bytes unchanged. "node": node:http reads
+   * every request. See docs/options.md.
    */
   upgradeReader?: "sockway" | "node";
 }

@@ -53,29 +53,28 @@ export function parseTokenList(value: HeaderValue): string[] | undefined {
 }
 
 /**
- * Whether a token list contains `token` (given in lower case), compared case-insensitively; false when
+ * Whether a token list contains `token`, compared case-insensitively; false when
  * an element is not a token. Same answer as searching parseTokenList's result, without allocating.
  */
 export function hasToken(value: HeaderValue, token: string): boolean {
   if (value === undefined) return false;
   if (typeof value !== "string") return hasToken(joined(value), token);
+  const wanted = token.toLowerCase();
   let found = false;
   let i = 0;
   const n = value.length;
   while (i <= n) {
     let end = value.indexOf(",", i);
     if (end < 0) end = n;
-    let a = i;
-    let b = end;
-    while (a < b && isOws(value.charCodeAt(a))) a++;
-    while (b > a && isOws(value.charCodeAt(b - 1))) b--;
+    const a = owsEnd(value, i, end);
+    const b = owsStart(value, a, end);
     if (a < b) {
-      let match = b - a === token.length;
+      let match = b - a === wanted.length;
       for (let k = a; k < b; k++) {
         const c = value.charCodeAt(k);
         if (c >= 128 || TCHAR[c] === 0) return false;
         // A-Z folds to a-z; every other character must match as it is.
-        if (match && (c >= 65 && c <= 90 ? c | 0x20 : c) !== token.charCodeAt(k - a)) match = false;
+        if (match && (c >= 65 && c <= 90 ? c | 0x20 : c) !== wanted.charCodeAt(k - a)) match = false;
       }
       if (match) found = true;
     }
@@ -85,16 +84,28 @@ export function hasToken(value: HeaderValue, token: string): boolean {
 }
 
 /** Optional whitespace around list elements and field values: SP and HTAB (RFC 9110 §5.6.3). */
-export function isOws(c: number): boolean {
+function isOws(c: number): boolean {
   return c === 32 || c === 9;
+}
+
+/** The first index in s[from, to) that is not SP or HTAB (`to` if there is none). */
+export function owsEnd(s: string, from: number, to: number): number {
+  let i = from;
+  while (i < to && isOws(s.charCodeAt(i))) i++;
+  return i;
+}
+
+/** Where trailing SP and HTAB of s[from, to) begin (`from` if it is all whitespace). */
+export function owsStart(s: string, from: number, to: number): number {
+  let i = to;
+  while (i > from && isOws(s.charCodeAt(i - 1))) i--;
+  return i;
 }
 
 /** Removes SP and HTAB (only those) from both ends. */
 export function trimOws(s: string): string {
-  let a = 0;
-  let b = s.length;
-  while (a < b && isOws(s.charCodeAt(a))) a++;
-  while (b > a && isOws(s.charCodeAt(b - 1))) b--;
+  const a = owsEnd(s, 0, s.length);
+  const b = owsStart(s, a, s.length);
   return a === 0 && b === s.length ? s : s.slice(a, b);
 }
 

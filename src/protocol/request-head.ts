@@ -1,4 +1,4 @@
-import { hasToken, isOws, isTokenRange } from "./header-grammar.js";
+import { hasToken, isTokenRange, owsEnd, owsStart } from "./header-grammar.js";
 
 /**
  * A WebSocket upgrade request head read straight off a socket, for servers that answer upgrades without
@@ -66,10 +66,8 @@ export function readUpgradeHead(head: string): UpgradeHead | undefined {
       key === "__proto__"
     )
       return undefined;
-    let a = colon + 1;
-    let b = end;
-    while (a < b && isOws(head.charCodeAt(a))) a++;
-    while (b > a && isOws(head.charCodeAt(b - 1))) b--;
+    const a = owsEnd(head, colon + 1, end);
+    const b = owsStart(head, a, end);
     if (!isFieldValueRange(head, a, b)) return undefined;
     headers[key] = head.slice(a, b);
     start = end + 2;

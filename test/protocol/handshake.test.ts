@@ -194,6 +194,8 @@ describe("RFC 7230 §7 token lists", () => {
     for (const ws of ["\xa0", "\r", "\v", "\f"]) expect(hasToken(`websocket${ws}`, "websocket")).toBe(false);
     // "^" | 0x20 is "~": only A-Z fold.
     expect(hasToken("^", "~")).toBe(false);
+    // The token asked for is folded too.
+    expect(hasToken("websocket", "WebSocket")).toBe(true);
   });
 
   it("property: hasToken answers as searching parseTokenList's result does", () => {
