@@ -95,7 +95,11 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     session.onCloseTimer();
   }
 
-  /** Resolves once the session has ended, with the peer's close reason (or ours, or 1006). */
+  /**
+   * Resolves once the session has ended, with the code and reason of the Close frame received from the
+   * peer (RFC 6455 §7.1.5: when we closed first, the peer's echo); ours if the peer never answered; 1006
+   * if the connection dropped without a Close frame.
+   */
   get closeReason(): Promise<CloseReason> {
     if (!this.closePromise) {
       this.closePromise = this.finalReason

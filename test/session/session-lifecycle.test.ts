@@ -109,6 +109,29 @@ describe("session lifecycle: the handler ends the session", () => {
   });
 });
 
+describe("session lifecycle: closeReason is the Close frame received (RFC 6455 §7.1.5)", () => {
+  it.each([
+    ["the peer answers with its own code and text", 4001, "other", { code: 4001, message: "other" }],
+    ["the peer echoes our code without text", 4000, "", { code: 4000, message: "" }],
+  ])(
+    "we close with 4000 'done' and %s: closeReason is what the peer sent",
+    async (_what, code, text, expected) => {
+      const session = deferred<DefaultWebSocketSession>();
+      const { port } = await startApp((r) => {
+        r.webSocket("/ws", async (s) => {
+          session.resolve(s);
+          await s.close(new CloseReason(4000, "done"));
+        });
+      });
+      const client = await RawClient.connect(port, "/ws");
+      expect(await client.nextClose()).toEqual({ code: 4000, reason: "done" });
+      client.sendClose(code, text);
+      const reason = await within((await session.promise).closeReason, 2000, "closeReason");
+      expect({ code: reason.code, message: reason.message }).toEqual(expected);
+    },
+  );
+});
+
 describe("session lifecycle: the peer ends the session", () => {
   it("peer sends close 1000 'bye' → incoming ends normally and closeReason is 1000 'bye'", async () => {
     const outcome = deferred<{ received: string[]; reason: CloseReason }>();
