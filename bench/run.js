@@ -10,7 +10,8 @@
  * seconds discarded before it (default 1.5), BENCH_QUICK=1 (1 round of 1 s, fewer connections),
  * BENCH_ONLY=id,id (scenarios), BENCH_SERVERS=sockway,ws,... (columns), BENCH_LOAD_WORKERS (load
  * generator processes, default 1), BENCH_SERVER_CPUS (default 0), BENCH_LOAD_CPUS (default 1),
- * BENCH_PROFILE=1 (node servers run with --cpu-prof; profiles go to bench/results/tmp/),
+ * BENCH_PROFILE=1 (node servers run with --cpu-prof; profiles go to bench/results/tmp/), BENCH_NODE_FLAGS
+ * (extra node flags for every node server, space-separated),
  * BENCH_QUIET_BUDGET seconds the whole run may spend waiting for other work on the machine to leave the
  * pinned cores alone before load measurements (default 180; 0 turns the wait off).
  */
@@ -33,6 +34,8 @@ const SERVER_CPUS = process.env.BENCH_SERVER_CPUS ?? "0";
 const LOAD_CPUS = process.env.BENCH_LOAD_CPUS ?? "1";
 const ONLY = (process.env.BENCH_ONLY ?? "").split(",").filter(Boolean);
 const PROFILE = process.env.BENCH_PROFILE === "1";
+/** Extra flags for every node server (e.g. "--max-semi-space-size=1"), to test what a figure depends on. */
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean);
 let quietBudget = Number(process.env.BENCH_QUIET_BUDGET ?? 180) * 1000;
 /** Other work may take at most this share of a pinned core for a measurement to count as clean. */
 const CONTENDED = 0.15;
@@ -141,7 +144,9 @@ async function startServer(/** @type {string} */ name, /** @type {Record<string,
       ]
     : [];
   const command =
-    spec.runtime === "bun" ? [BUN, script] : [process.execPath, "--expose-gc", ...profile, script];
+    spec.runtime === "bun"
+      ? [BUN, script]
+      : [process.execPath, "--expose-gc", ...NODE_FLAGS, ...profile, script];
   const child = new Child(name, SERVER_CPUS, command, { ...spec.env, ...env });
   try {
     const port = Number(await child.waitFor("READY", 20_000));
@@ -493,7 +498,12 @@ machine.loadavgBefore = machine.loadavgBefore.map((x) => Number(x.toFixed(2)));
 // A partial run (some scenarios or columns, another sockway build, a quick run) is kept out of the
 // committed results: its JSON goes to bench/results/tmp/ and it leaves latest.svg alone.
 const partial =
-  quick || ONLY.length > 0 || !!process.env.BENCH_SERVERS || !!process.env.BENCH_SOCKWAY_DIST || ROUNDS < 3;
+  quick ||
+  ONLY.length > 0 ||
+  NODE_FLAGS.length > 0 ||
+  !!process.env.BENCH_SERVERS ||
+  !!process.env.BENCH_SOCKWAY_DIST ||
+  ROUNDS < 3;
 const resultsDir = `${root}bench/results/${partial ? "tmp/" : ""}`;
 mkdirSync(resultsDir, { recursive: true });
 const stamp = machine.date.slice(0, 19).replaceAll(":", "-");
