@@ -1,3 +1,4 @@
+import { Buffer } from "node:buffer";
 import { IncomingMessage, type Server } from "node:http";
 import type { Socket } from "node:net";
 import { findHeadEnd, readUpgradeHead, trimOws, type UpgradeHead } from "../protocol/index.js";

@@ -1,3 +1,4 @@
+import { Buffer } from "node:buffer";
 import { constants, createDeflateRaw, createInflateRaw, type DeflateRaw, type InflateRaw } from "node:zlib";
 import { CloseCode, ProtocolError } from "../protocol/index.js";
 import type { MessageCodec } from "./extension.js";

@@ -1,3 +1,4 @@
+import { Buffer } from "node:buffer";
 import { CloseCode, isValidWireCloseCode } from "./close-codes.js";
 import { UsageError } from "./errors.js";
 import { encodeFrame, toBuffer } from "./frame.js";

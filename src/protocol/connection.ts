@@ -1,3 +1,4 @@
+import { Buffer } from "node:buffer";
 import { CloseCode, isValidWireCloseCode } from "./close-codes.js";
 import { ConnectionOutput, EMPTY, NONE, type Side, truncateReason } from "./connection-output.js";
 import { ProtocolError, type ProtocolErrorCode, protocolError } from "./errors.js";
@@ -81,6 +82,8 @@ export class Connection extends ConnectionOutput implements FrameSink {
   private messageSize = 0;
   private messageFragments = 0;
   private messagePieces: Buffer[] = NONE as never;
+  /** The message's payload while it is one piece (most messages): no array for it. */
+  private messagePiece: Buffer | undefined;
   private checkUtf8 = false;
   private utf8: Utf8Validator | undefined; // made for the first text message
 
@@ -214,8 +217,12 @@ export class Connection extends ConnectionOutput implements FrameSink {
       this.framePieces.push(piece);
       this.frameSize += piece.length;
     } else {
-      if (this.messagePieces === NONE) this.messagePieces = [];
-      this.messagePieces.push(piece);
+      if (this.messagePieces !== NONE) this.messagePieces.push(piece);
+      else if (this.messagePiece === undefined) this.messagePiece = piece;
+      else {
+        this.messagePieces = [this.messagePiece, piece];
+        this.messagePiece = undefined;
+      }
     }
     return true;
   }
@@ -247,9 +254,10 @@ export class Connection extends ConnectionOutput implements FrameSink {
     } else if (fin) {
       this.emit({
         type: this.messageOpcode === Opcode.Text ? "text" : "binary",
-        data: join(this.messagePieces, this.messageSize),
+        data: this.messagePiece ?? join(this.messagePieces, this.messageSize),
         compressed: this.messageCompressed,
       });
+      this.messagePiece = undefined;
       if (this.messagePieces.length > 0) this.messagePieces = NONE as never;
     }
     if (fin) this.messageOpcode = 0;

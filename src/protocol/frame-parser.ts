@@ -1,3 +1,4 @@
+import { Buffer } from "node:buffer";
 import { CloseCode } from "./close-codes.js";
 import { ProtocolError, protocolError } from "./errors.js";
 import { MAX_HEADER_SIZE } from "./frame.js";

@@ -1,3 +1,4 @@
+import { Buffer } from "node:buffer";
 import { applyMask } from "./mask.js";
 
 /** One WebSocket frame (RFC 6455 §5.2), payload unmasked. */

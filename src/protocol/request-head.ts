@@ -1,3 +1,4 @@
+import { Buffer } from "node:buffer";
 import { hasToken, isTokenRange, owsEnd, owsStart } from "./header-grammar.js";
 
 /**

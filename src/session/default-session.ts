@@ -11,10 +11,7 @@ import { WebSocketSession } from "./session.js";
 export class DefaultWebSocketSession<C = unknown, D = unknown> extends WebSocketSession<MessageFrame, C, D> {
   protected onProtocolEvent(event: ProtocolEvent): void {
     if (event.type === "text" || event.type === "binary") {
-      const type = event.type;
-      this.receiveMessage(event, (payload) =>
-        type === "text" ? new TextFrame(payload) : new BinaryFrame(payload),
-      );
+      this.receiveMessage(event, event.type === "text" ? textFrame : binaryFrame);
     } else if (event.type === "close") {
       this.endIncoming();
     }
@@ -43,3 +40,6 @@ export class DefaultWebSocketSession<C = unknown, D = unknown> extends WebSocket
     }
   }
 }
+
+const textFrame = (payload: Buffer): MessageFrame => new TextFrame(payload);
+const binaryFrame = (payload: Buffer): MessageFrame => new BinaryFrame(payload);

@@ -1,3 +1,4 @@
+import { Buffer } from "node:buffer";
 import { CloseCode, Opcode, ProtocolError, type ProtocolEvent, Utf8Validator } from "../protocol/index.js";
 import {
   BinaryFrame,
