@@ -49,6 +49,40 @@ export class DirectRequest {
 type NodeConnectionListener = (this: Server, socket: Socket) => void;
 
 /**
+ * The bytes of a head that arrives over several reads, in one buffer that doubles when full: a client
+ * trickling a byte per read costs O(n) copying and at most about twice the head in memory, not one
+ * Buffer object per read.
+ */
+export class HeadBytes {
+  private bytes: Buffer;
+  length: number;
+
+  constructor(first: Buffer) {
+    this.bytes = Buffer.allocUnsafe(Math.max(256, first.length * 2));
+    first.copy(this.bytes);
+    this.length = first.length;
+  }
+
+  /** Bytes held, including unused room. */
+  get capacity(): number {
+    return this.bytes.length;
+  }
+
+  /** Appends `piece`; returns everything so far (a view, valid until the next append). */
+  append(piece: Buffer): Buffer {
+    const needed = this.length + piece.length;
+    if (needed > this.bytes.length) {
+      const grown = Buffer.allocUnsafe(Math.max(needed, this.bytes.length * 2));
+      this.bytes.copy(grown, 0, 0, this.length);
+      this.bytes = grown;
+    }
+    piece.copy(this.bytes, this.length);
+    this.length = needed;
+    return this.bytes.subarray(0, needed);
+  }
+}
+
+/**
  * Sits in front of node:http on a server that sockway runs (`listen` without TLS): reads the first
  * chunk of each connection and, when it holds a whole, plain WebSocket upgrade request (see
  * readUpgradeHead), answers it without node:http's parser and request objects. Everything else (other
@@ -62,7 +96,7 @@ export class UpgradeGate {
   /** Connections whose head is not complete yet, with the time they were accepted (oldest first). */
   private readonly waiting = new Map<Socket, number>();
   /** What the connections that sent part of a head have sent so far. */
-  private readonly partial = new Map<Socket, Buffer[]>();
+  private readonly partial = new Map<Socket, HeadBytes>();
   private sweeper: NodeJS.Timeout | undefined;
   /** Shared by every waiting socket (`this` is the socket). */
   private readonly firstData: (this: Socket, chunk: Buffer) => void;
@@ -123,15 +157,14 @@ export class UpgradeGate {
     let end: number;
     const before = this.partial.get(socket);
     if (before) {
-      const seen = before.reduce((n, b) => n + b.length, 0);
-      before.push(piece);
-      chunk = Buffer.concat(before);
+      const seen = before.length;
+      chunk = before.append(piece);
       end = findHeadEnd(chunk, seen);
       if (end > 0 || chunk.length > this.maxHeadBytes) this.partial.delete(socket);
     } else {
       end = findHeadEnd(chunk);
       if (end < 0 && chunk.length <= this.maxHeadBytes) {
-        this.partial.set(socket, [piece]);
+        this.partial.set(socket, new HeadBytes(piece));
         socket.once("close", this.forget);
       }
     }

@@ -4,7 +4,7 @@
  */
 import type { IncomingMessage } from "node:http";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { DirectRequest } from "../../src/app/upgrade-gate.js";
+import { DirectRequest, HeadBytes } from "../../src/app/upgrade-gate.js";
 import { AppError, createApp, WebSockets } from "../../src/index.js";
 import { cleanup, onCleanup } from "../helpers/cleanup.js";
 import { openSocket, parseResponse, rawRequest } from "../helpers/http.js";
@@ -116,6 +116,31 @@ describe("upgrade requests read by sockway", () => {
     const attempt = app.listen({ port: 0, upgradeReader: "fast" as "node" });
     await expect(attempt).rejects.toBeInstanceOf(AppError);
     await expect(attempt).rejects.toMatchObject({ code: "INVALID_OPTION" });
+  });
+});
+
+describe("a head gathered over many reads", () => {
+  it("8,000 one-byte reads are kept in one buffer of at most twice their size, in order", () => {
+    const sent = Buffer.from(Array.from({ length: 8000 }, (_, i) => i % 251));
+    const head = new HeadBytes(sent.subarray(0, 1));
+    let all = Buffer.alloc(0);
+    const capacities = new Set<number>();
+    for (let i = 1; i < sent.length; i++) {
+      all = head.append(sent.subarray(i, i + 1));
+      capacities.add(head.capacity);
+    }
+    expect(all.equals(sent)).toBe(true);
+    expect(head.length).toBe(8000);
+    expect(head.capacity).toBeLessThanOrEqual(16_384);
+    // Doubling: a handful of reallocations, not one per read.
+    expect(capacities.size).toBeLessThanOrEqual(7);
+  });
+
+  it("a read larger than the room left is taken whole", () => {
+    const head = new HeadBytes(Buffer.from("GET "));
+    const big = Buffer.alloc(5000, 0x61);
+    expect(head.append(big).length).toBe(5004);
+    expect(head.append(Buffer.from("\r\n")).subarray(5004).toString()).toBe("\r\n");
   });
 });
 
