@@ -173,7 +173,7 @@ export class UpgradeGate {
     socket.removeListener("data", this.firstData);
     socket.removeListener("error", destroyWaiting);
     const text = end > 0 && end - 4 <= this.maxHeadBytes ? chunk.toString("latin1", 0, end - 4) : undefined;
-    const head = text === undefined ? undefined : readUpgradeHead(text);
+    const head = text === undefined ? undefined : readUpgradeHead(text, chunk);
     if (!head || text === undefined) return this.handOver(socket, chunk);
     // As node:http does before its 'upgrade' event: not flowing until the session listens for data.
     (socket as { readableFlowing: boolean | null }).readableFlowing = null;

@@ -34,16 +34,22 @@ export function findHeadEnd(bytes: Buffer, from = 0): number {
 }
 
 /**
- * Reads `head` (the bytes before the blank line, as latin1 text, without the final CRLF CRLF) as a
+ * Reads `head` (the bytes before the blank line, as latin1 text, without the final CRLF CRLF; `bytes`
+ * optionally the same bytes, see below) as a
  * WebSocket upgrade request: `GET <target> HTTP/1.1`, header fields without folding, duplicates or a
  * body, and both `Upgrade: websocket` and `Connection: upgrade`. Returns undefined for anything else.
  */
-export function readUpgradeHead(head: string): UpgradeHead | undefined {
+export function readUpgradeHead(head: string, bytes?: Buffer): UpgradeHead | undefined {
+  // V8 makes a string of 13 or more characters cut from a longer one a view that keeps the whole text
+  // alive. The url and header values live as long as the session, so when the head's bytes are given,
+  // long ones are made from them as strings of their own.
+  const take = (a: number, b: number): string =>
+    bytes !== undefined && b - a >= 13 ? bytes.toString("latin1", a, b) : head.slice(a, b);
   let end = head.indexOf("\r\n");
   if (end < 0) end = head.length;
   // "GET " + target + " HTTP/1.1"
   if (!head.startsWith("GET ") || head.slice(end - 9, end) !== " HTTP/1.1") return undefined;
-  const url = head.slice(4, end - 9);
+  const url = take(4, end - 9);
   if (!TARGET.test(url)) return undefined;
   const headers: Record<string, string> = {};
   // Names are read from one lower-cased copy (token characters are ASCII), values from the original.
@@ -70,7 +76,7 @@ export function readUpgradeHead(head: string): UpgradeHead | undefined {
     const a = owsEnd(head, colon + 1, end);
     const b = owsStart(head, a, end);
     if (!isFieldValueRange(head, a, b)) return undefined;
-    headers[key] = head.slice(a, b);
+    headers[key] = take(a, b);
     start = end + 2;
   }
   if (!hasToken(headers.upgrade, "websocket") || !hasToken(headers.connection, "upgrade")) return undefined;
