@@ -123,7 +123,7 @@ describe("a head gathered over many reads", () => {
   it("8,000 one-byte reads are kept in one buffer of at most twice their size, in order", () => {
     const sent = Buffer.from(Array.from({ length: 8000 }, (_, i) => i % 251));
     const head = new HeadBytes(sent.subarray(0, 1));
-    let all = Buffer.alloc(0);
+    let all: Buffer = Buffer.alloc(0);
     const capacities = new Set<number>();
     for (let i = 1; i < sent.length; i++) {
       all = head.append(sent.subarray(i, i + 1));
