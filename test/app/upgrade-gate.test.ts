@@ -21,6 +21,14 @@ const upgradeHead = (port: number, path = "/echo", extra = "") =>
   `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
   `Sec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`;
 
+/** A raw TCP connection that records everything the server sends; `received()` is it so far. */
+async function recordingSocket(port: number) {
+  const socket = await openSocket(port);
+  const chunks: Buffer[] = [];
+  socket.on("data", (c: Buffer) => chunks.push(c));
+  return { socket, received: () => Buffer.concat(chunks) };
+}
+
 /** An echo route whose beforeUpgrade records call.request, and an HTTP route that echoes bodies. */
 async function gateApp(listen: { upgradeReader?: "sockway" | "node" } = {}) {
   const seen: IncomingMessage[] = [];
@@ -92,14 +100,12 @@ describe("upgrade requests read by sockway", () => {
     );
     const { port } = await app.listen({ host: "127.0.0.1", port: 0 });
     onCleanup(() => app.stop({ grace: 0 }));
-    const socket = await openSocket(port);
-    const received: Buffer[] = [];
-    socket.on("data", (c: Buffer) => received.push(c));
+    const { socket, received } = await recordingSocket(port);
     socket.write(upgradeHead(port, "/slow"));
     await delay(30); // the head has been read; the hook is still running
     socket.write(clientFrame(1, "early"));
-    await until(() => Buffer.concat(received).includes("early"), 2000, "the early frame's echo");
-    expect(parseResponse(Buffer.concat(received)).status).toBe(101);
+    await until(() => received().includes("early"), 2000, "the early frame's echo");
+    expect(parseResponse(received()).status).toBe(101);
   });
 
   it("upgradeReader 'node' leaves every request to node:http", async () => {
@@ -171,40 +177,34 @@ describe("everything else reaches node:http unchanged", () => {
   it("a head split over three writes is gathered and read by the gate", async () => {
     const direct = vi.spyOn(DirectRequest.prototype, "toIncomingMessage");
     const { port, seen } = await gateApp();
-    const socket = await openSocket(port);
-    const received: Buffer[] = [];
-    socket.on("data", (c: Buffer) => received.push(c));
+    const { socket, received } = await recordingSocket(port);
     const head = upgradeHead(port);
     // Split inside the final CRLF CRLF too.
     for (const part of [head.slice(0, 40), head.slice(40, -2), head.slice(-2)]) {
       socket.write(part);
       await delay(30);
     }
-    await until(() => Buffer.concat(received).includes("\r\n\r\n"), 2000, "the 101");
-    expect(parseResponse(Buffer.concat(received)).status).toBe(101);
+    await until(() => received().includes("\r\n\r\n"), 2000, "the 101");
+    expect(parseResponse(received()).status).toBe(101);
     expect(seen).toHaveLength(1);
     expect(direct).toHaveBeenCalledTimes(1);
   });
 
   it("a POST whose head and body come in separate writes reaches node:http whole", async () => {
     const { port } = await gateApp();
-    const socket = await openSocket(port);
-    const received: Buffer[] = [];
-    socket.on("data", (c: Buffer) => received.push(c));
+    const { socket, received } = await recordingSocket(port);
     socket.write("POST /body HTTP/1.1\r\nHost: 127.0.0.1\r\n");
     await delay(30);
     socket.write("Content-Length: 5\r\nConnection: close\r\n\r\nab");
     await delay(30);
     socket.write("cde");
     await within(new Promise((resolve) => socket.once("close", resolve)), 2000, "the response");
-    expect(parseResponse(Buffer.concat(received)).body).toBe("got abcde");
+    expect(parseResponse(received()).body).toBe("got abcde");
   });
 
   it("a head trickled one byte at a time is answered 408 handshakeTimeout (500 ms) after the connection opened", async () => {
     const { port } = await gateApp();
-    const socket = await openSocket(port);
-    const received: Buffer[] = [];
-    socket.on("data", (c: Buffer) => received.push(c));
+    const { socket, received } = await recordingSocket(port);
     const opened = Date.now();
     let closed = false;
     socket.once("close", () => {
@@ -218,7 +218,7 @@ describe("everything else reaches node:http unchanged", () => {
     expect(closed).toBe(true);
     // The sweep runs every half timeout: 500 ms + up to 250 ms + slack.
     expect(Date.now() - opened).toBeLessThan(1100);
-    expect(parseResponse(Buffer.concat(received)).status).toBe(408);
+    expect(parseResponse(received()).status).toBe(408);
   });
 
   it("a repeated Sec-WebSocket-Key goes to node:http, which joins the values: 400", async () => {
@@ -229,22 +229,20 @@ describe("everything else reaches node:http unchanged", () => {
 
   it("a POST with its body in the first read, and a keep-alive GET after it on the same connection", async () => {
     const { port } = await gateApp();
-    const socket = await openSocket(port);
-    const received: Buffer[] = [];
-    socket.on("data", (c: Buffer) => received.push(c));
+    const { socket, received } = await recordingSocket(port);
     socket.write(
       `POST /body HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 11\r\n\r\nhello world` +
         `GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`,
     );
-    await until(() => Buffer.concat(received).includes("\r\n\r\nhello"), 2000, "two responses");
-    const text = Buffer.concat(received).toString();
+    await until(() => received().includes("\r\n\r\nhello"), 2000, "two responses");
+    const text = received().toString();
     expect(text).toContain("got hello world");
     expect(text.match(/HTTP\/1\.1 200/g)).toHaveLength(2);
     // The same connection, once more, after the first read was handed over.
     socket.write(`GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
     await until(
       () =>
-        Buffer.concat(received)
+        received()
           .toString()
           .match(/HTTP\/1\.1 200/g)?.length === 3,
       2000,
@@ -254,13 +252,11 @@ describe("everything else reaches node:http unchanged", () => {
 
   it("a plain request, then an upgrade on the same keep-alive connection (node:http's 'upgrade' path)", async () => {
     const { port, seen } = await gateApp();
-    const socket = await openSocket(port);
-    const received: Buffer[] = [];
-    socket.on("data", (c: Buffer) => received.push(c));
+    const { socket, received } = await recordingSocket(port);
     socket.write(`GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
-    await until(() => Buffer.concat(received).includes("hello"), 2000, "the first response");
+    await until(() => received().includes("hello"), 2000, "the first response");
     socket.write(upgradeHead(port));
-    await until(() => Buffer.concat(received).includes("101 Switching"), 2000, "the 101");
+    await until(() => received().includes("101 Switching"), 2000, "the 101");
     expect(seen).toHaveLength(1);
   });
 
@@ -274,13 +270,11 @@ describe("everything else reaches node:http unchanged", () => {
 describe("connections that send nothing", () => {
   it("are answered 408 and closed after handshakeTimeout (500 ms)", async () => {
     const { port } = await gateApp();
-    const socket = await openSocket(port);
-    const received: Buffer[] = [];
-    socket.on("data", (c: Buffer) => received.push(c));
+    const { socket, received } = await recordingSocket(port);
     const opened = Date.now();
     await within(new Promise((resolve) => socket.once("close", resolve)), 2500, "the server closing");
     expect(Date.now() - opened).toBeGreaterThanOrEqual(450);
-    expect(parseResponse(Buffer.concat(received)).status).toBe(408);
+    expect(parseResponse(received()).status).toBe(408);
   });
 
   it("a reset before any byte is not an error and leaves the server serving", async () => {
