@@ -8,8 +8,8 @@ import type { SessionHooks } from "../session/index.js";
 import { HttpCall } from "./call.js";
 import { AppError } from "./errors.js";
 import { Route, type RouteEntry, type RouteHost } from "./route-builder.js";
-import { STATUS_TEXT } from "./status-text.js";
-import { type AnySession, refuse, type UpgradeHost, upgrade } from "./upgrade.js";
+import { closingResponse } from "./status-text.js";
+import { type AnySession, destroySocket, refuse, type UpgradeHost, upgrade } from "./upgrade.js";
 import { type DirectRequest, UpgradeGate } from "./upgrade-gate.js";
 import { type Plugin, WebSockets, type WebSocketsConfig } from "./websockets-plugin.js";
 
@@ -263,8 +263,7 @@ export class Application implements RouteHost, UpgradeHost {
       // As node:http would answer: 431 for a head over maxHeaderSize, 408 past handshakeTimeout.
       const status =
         error.code === "HPE_HEADER_OVERFLOW" ? 431 : error.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
-      if (socket.writable)
-        socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nConnection: close\r\n\r\n`);
+      if (socket.writable) socket.end(closingResponse(status));
       else socket.destroy();
     });
     this.server = server;
@@ -343,9 +342,4 @@ function splitUrl(url: string | undefined): { path: string; query: string } {
 /** Creates an application. Install `WebSockets`, define routes with `routing`, then `listen`. */
 export function createApp(): Application {
   return new Application();
-}
-
-/** An 'error' listener shared by every upgraded socket (no closure per connection). */
-function destroySocket(this: Duplex): void {
-  this.destroy();
 }

@@ -2,7 +2,8 @@ import { Buffer } from "node:buffer";
 import { IncomingMessage, type Server } from "node:http";
 import type { Socket } from "node:net";
 import { findHeadEnd, readUpgradeHead, trimOws, type UpgradeHead } from "../protocol/index.js";
-import { STATUS_TEXT } from "./status-text.js";
+import { closingResponse } from "./status-text.js";
+import { destroySocket } from "./upgrade.js";
 
 /**
  * A WebSocket upgrade request read by sockway's own head reader (see UpgradeGate). It has what the
@@ -83,12 +84,12 @@ export class HeadBytes {
 }
 
 /**
- * Sits in front of node:http on a server that sockway runs (`listen` without TLS): reads the first
- * chunk of each connection and, when it holds a whole, plain WebSocket upgrade request (see
- * readUpgradeHead), answers it without node:http's parser and request objects. Everything else (other
- * requests, a head split over several reads, anything unusual) is handed to node:http with its bytes
- * put back, exactly as if it had arrived there first. A head that arrives over several reads is
- * gathered here (up to `maxHeadBytes`, then node:http answers 431); a connection whose head is not
+ * Sits in front of node:http on a server that sockway runs (`listen` without TLS): reads the request
+ * head of each connection (gathered over several reads if need be, up to `maxHeadBytes`; past that
+ * node:http answers 431) and, when it is a plain WebSocket upgrade request (see readUpgradeHead),
+ * answers it without node:http's parser and request objects. Everything else (other requests, anything
+ * unusual) is handed to node:http with its bytes put back, exactly as if it had arrived there first.
+ * A connection whose head is not
  * complete `timeout` ms after it was accepted is answered 408 and closed (checked every half timeout,
  * at most once a second: cut off between 1x and 1.5x the timeout).
  */
@@ -147,7 +148,7 @@ export class UpgradeGate {
   private readonly accept = (socket: Socket): void => {
     this.waiting.set(socket, Date.now());
     socket.on("data", this.firstData);
-    socket.on("error", destroyWaiting);
+    socket.on("error", destroySocket);
     // Checked every half timeout (at most once a second): cut off between 1x and 1.5x the timeout.
     this.sweeper ??= setInterval(this.sweep, Math.min(1000, Math.max(10, this.timeout / 2))).unref();
   };
@@ -171,7 +172,7 @@ export class UpgradeGate {
     if (end < 0 && chunk.length <= this.maxHeadBytes) return; // more to come (or the sweep's 408)
     this.waiting.delete(socket);
     socket.removeListener("data", this.firstData);
-    socket.removeListener("error", destroyWaiting);
+    socket.removeListener("error", destroySocket);
     const text = end > 0 && end - 4 <= this.maxHeadBytes ? chunk.toString("latin1", 0, end - 4) : undefined;
     const head = text === undefined ? undefined : readUpgradeHead(text, chunk);
     if (!head || text === undefined) return this.handOver(socket, chunk);
@@ -196,7 +197,7 @@ export class UpgradeGate {
       this.partial.delete(socket);
       if (socket.destroyed) continue;
       socket.removeListener("data", this.firstData);
-      socket.end(`HTTP/1.1 408 ${STATUS_TEXT[408]}\r\nConnection: close\r\n\r\n`);
+      socket.end(closingResponse(408));
       setTimeout(() => socket.destroy(), 1000).unref();
     }
     if (this.waiting.size === 0) this.stopSweeping();
@@ -214,8 +215,4 @@ export class UpgradeGate {
     this.partial.clear();
     this.stopSweeping();
   }
-}
-
-function destroyWaiting(this: Socket): void {
-  this.destroy();
 }

@@ -31,6 +31,11 @@ export interface UpgradeHost {
   sessionEnded(session: AnySession): void;
 }
 
+/** An 'error' listener shared by every socket on the upgrade path (no closure per connection). */
+export function destroySocket(this: Duplex): void {
+  this.destroy();
+}
+
 /** Answers an upgrade request with an HTTP error and closes the socket. */
 export function refuse(
   socket: Duplex,

@@ -34,10 +34,10 @@ export function findHeadEnd(bytes: Buffer, from = 0): number {
 }
 
 /**
- * Reads `head` (the bytes before the blank line, as latin1 text, without the final CRLF CRLF; `bytes`
- * optionally the same bytes, see below) as a
+ * Reads `head` (the bytes before the blank line, as latin1 text, without the final CRLF CRLF) as a
  * WebSocket upgrade request: `GET <target> HTTP/1.1`, header fields without folding, duplicates or a
  * body, and both `Upgrade: websocket` and `Connection: upgrade`. Returns undefined for anything else.
+ * `bytes`, if given, are the same bytes (see `take` below).
  */
 export function readUpgradeHead(head: string, bytes?: Buffer): UpgradeHead | undefined {
   // V8 makes a string of 13 or more characters cut from a longer one a view that keeps the whole text
