@@ -4,8 +4,8 @@ import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { hasToken } from "../protocol/index.js";
 import { type RouteMatch, RoutePathError, RouteTree } from "../routing/index.js";
-import type { SessionHooks } from "../session/index.js";
-import { HttpCall } from "./call.js";
+import { FlushScheduler, type SessionHandle, type SessionHooks } from "../session/index.js";
+import { type ApplicationCall, HttpCall } from "./call.js";
 import { AppError } from "./errors.js";
 import { Route, type RouteEntry, type RouteHost } from "./route-builder.js";
 import { closingResponse } from "./status-text.js";
@@ -89,8 +89,8 @@ export class Application implements RouteHost, UpgradeHost {
     return !this.stopping;
   }
 
-  /** Sessions currently open. */
-  get sessions(): ReadonlySet<AnySession> {
+  /** Sessions not yet ended (closing ones included: check `isOpen`), of every WebSocket route. */
+  get sessions(): ReadonlySet<SessionHandle<ApplicationCall>> {
     return this.liveSessions;
   }
 
@@ -101,6 +101,9 @@ export class Application implements RouteHost, UpgradeHost {
       // An error hook that throws must not take the connection or the process down.
     }
   }
+
+  /** @internal Writes the output of this application's sessions once per event-loop turn. */
+  readonly scheduler = new FlushScheduler();
 
   /** Given to every session: one object for the whole application, not one per connection. */
   readonly sessionHooks: SessionHooks = {

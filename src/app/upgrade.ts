@@ -5,11 +5,12 @@ import { acceptResponseHead, Connection, errorResponse, validateUpgradeRequest }
 import type { RouteMatch } from "../routing/index.js";
 import {
   DefaultWebSocketSession,
-  type ManagedSession,
+  type FlushScheduler,
   RawWebSocketSession,
   type SessionHooks,
+  type WebSocketSession,
 } from "../session/index.js";
-import { Rejection, UpgradeCall } from "./call.js";
+import { type ApplicationCall, Rejection, UpgradeCall } from "./call.js";
 import type { RouteEntry } from "./route-builder.js";
 import { STATUS_TEXT } from "./status-text.js";
 import type { DirectRequest } from "./upgrade-gate.js";
@@ -18,7 +19,9 @@ import type { WebSocketsConfig } from "./websockets-plugin.js";
 const HOOK_TIMED_OUT = Symbol("beforeUpgrade timed out");
 
 type WsEntry = Extract<RouteEntry, { kind: "ws" }>;
-export type AnySession = ManagedSession;
+/** A session of any route of the application, whatever its frame type. */
+// biome-ignore lint/suspicious/noExplicitAny: default and raw sessions yield different frame types
+export type AnySession = WebSocketSession<any, ApplicationCall, unknown>;
 
 /** What the upgrade path needs from the application. */
 export interface UpgradeHost {
@@ -27,6 +30,8 @@ export interface UpgradeHost {
   reportError(error: unknown, kind: "handler" | "protocol" | "http"): void;
   /** Hooks given to every session of this host (one object, shared). */
   readonly sessionHooks: SessionHooks;
+  /** Writes every session's output once per event-loop turn. */
+  readonly scheduler: FlushScheduler;
   sessionStarted(session: AnySession): void;
   sessionEnded(session: AnySession): void;
 }
@@ -129,14 +134,15 @@ export async function upgrade(
   );
   const sessionOptions = entry.raw ? { ...options, pingPeriod: 0 } : options;
   const Session = entry.raw ? RawWebSocketSession : DefaultWebSocketSession;
-  const session: AnySession = new Session<UpgradeCall, unknown>(socket, connection, sessionOptions, {
+  const session = new Session<UpgradeCall, unknown>(socket, connection, sessionOptions, {
     call,
     data,
     hooks: host.sessionHooks,
     extensions: negotiated.accepted,
     protocol: entry.protocol,
     codec: negotiated.createCodec?.(),
-  });
+    scheduler: host.scheduler,
+  }) as unknown as AnySession;
   if (!config.keepRequest) call.releaseRequest();
   host.sessionStarted(session);
   session.receiveHead(head);

@@ -109,6 +109,11 @@ export abstract class ConnectionOutput {
     return this.queuedBytes;
   }
 
+  /** Data and close frames queued and not yet taken (each holds objects beside its bytes). */
+  get queuedFrames(): number {
+    return this.output.length - this.outputHead;
+  }
+
   private queueFrame(frame: Buffer[]): void {
     if (this.output === NONE) this.output = [];
     this.output.push(frame);

@@ -34,9 +34,10 @@ export interface ConnectionOptions {
   /** Answer pings with pongs automatically (default true). */
   autoPong?: boolean;
   /**
-   * Do not answer the peer's Close frame at once: the caller calls `replyToClose()` once the
-   * application has handled what arrived before it (§5.5.1 allows finishing the current message first).
-   * Until then the state is "closing" and data may still be sent. Default false.
+   * Do not answer the peer's Close frame, nor send the Close of a failure, at once: the caller calls
+   * `replyToClose()` once the application has handled what arrived before it (§5.5.1 allows finishing
+   * the current message first). Until then the state is "closing" and data may still be sent.
+   * Default false.
    */
   deferCloseReply?: boolean;
   /** Fills 4 bytes with strong randomness; required on the client side for masking keys (§5.3). */
@@ -131,6 +132,10 @@ export class Connection extends ConnectionOutput implements FrameSink {
     if (this.failure || this.state === "closed") return;
     this.failure = error;
     this.parser.stop();
+    if (this.deferCloseReply && !this.closeSent) {
+      this.state = "closing"; // the Close goes out on replyToClose(), after what was sent before it
+      return;
+    }
     if (!this.closeSent) this.queueClose(error.closeCode, truncateReason(error.message));
     this.state = "closed";
   }
@@ -320,12 +325,20 @@ export class Connection extends ConnectionOutput implements FrameSink {
   }
 
   /**
-   * Answers the peer's Close frame, echoing its status code (§5.5.1; an empty Close gets an empty one).
-   * Automatic unless `deferCloseReply`; returns false when there is nothing to answer.
+   * Answers the peer's Close frame, echoing its status code (§5.5.1; an empty Close gets an empty one),
+   * or, after a failure, sends the failure's Close and ends the connection (§7.1.7). Automatic unless
+   * `deferCloseReply`; returns false when there is nothing to answer.
    */
   replyToClose(): boolean {
+    if (this.closeSent || this.state === "closed") return false;
+    const failure = this.failure;
+    if (failure) {
+      this.queueClose(failure.closeCode, truncateReason(failure.message));
+      this.state = "closed";
+      return true;
+    }
     const received = this.closeReceived;
-    if (!received || this.closeSent || this.state === "closed") return false;
+    if (!received) return false;
     this.queueClose(received.code === CloseCode.NoStatusReceived ? undefined : received.code, "");
     return true;
   }

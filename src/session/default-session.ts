@@ -1,5 +1,4 @@
 import { type ProtocolEvent, UsageError } from "../protocol/index.js";
-import { SessionError } from "./errors.js";
 import { BinaryFrame, type MessageFrame, TextFrame, type WebSocketFrame } from "./frames.js";
 import { WebSocketSession } from "./session.js";
 
@@ -10,34 +9,17 @@ import { WebSocketSession } from "./session.js";
  */
 export class DefaultWebSocketSession<C = unknown, D = unknown> extends WebSocketSession<MessageFrame, C, D> {
   protected onProtocolEvent(event: ProtocolEvent): void {
-    if (event.type === "text" || event.type === "binary") {
-      this.receiveMessage(event, event.type === "text" ? textFrame : binaryFrame);
-    } else if (event.type === "close") {
-      this.endIncoming();
-    }
+    if (event.type === "text") this.receiveMessage(event, textFrame);
+    else if (event.type === "binary") this.receiveMessage(event, binaryFrame);
   }
 
-  protected sendFrame(frame: WebSocketFrame): void {
-    switch (frame.type) {
-      case "text":
-      case "binary":
-        if (!frame.fin)
-          throw new UsageError(
-            "INVALID_FRAME",
-            "the default session sends whole messages; use webSocketRaw for fragments",
-          );
-        this.connection.sendFrame(frame.opcode, frame.data);
-        return;
-      case "ping":
-      case "pong":
-        this.connection.sendFrame(frame.opcode, frame.data);
-        return;
-      default:
-        throw new SessionError(
-          "SESSION_CLOSED",
-          `send a ${frame.type} frame through close() or a raw session`,
-        );
-    }
+  protected checkFrame(frame: WebSocketFrame): void {
+    const type = frame.type;
+    if (type === "ping" || type === "pong" || ((type === "text" || type === "binary") && frame.fin)) return;
+    throw new UsageError(
+      "INVALID_FRAME",
+      `the default session sends whole messages, pings and pongs, not ${frame.fin ? "" : "unfinished "}${type} frames; use webSocketRaw for fragments`,
+    );
   }
 }
 

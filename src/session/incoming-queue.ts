@@ -1,45 +1,92 @@
+import { Buffer } from "node:buffer";
 import { SessionError } from "./errors.js";
 
 /** The empty queue shared until an item has to wait (never written to). */
 const NONE: never[] = Object.freeze([]) as never[];
 
-/** Who is told when the queue fills, drains and is read to its end (an object, not three closures). */
+/**
+ * Heap bytes one queued item costs beside its payload: the frame object, the Buffer view and its slot
+ * in the queue (measured at about 180 B with `node --expose-gc`, rounded up).
+ */
+export const ITEM_OVERHEAD = 192;
+/** A queued payload that would keep more than this many unrelated bytes of a read buffer alive is copied. */
+export const COPY_SLACK = 4096;
+
+/** Who is told when the queue fills, drains and is read to its end (an object, not closures). */
 export interface IncomingQueueOwner {
   incomingFull(): void;
   incomingDrained(): void;
+  /** The reader has been told there is nothing more. */
   incomingReadToEnd(): void;
 }
 
 /**
- * The receive side of a session: an async-iterable queue with a byte limit. Past the limit it asks the
- * transport to pause reading (so TCP pushes back on the peer); once the consumer has taken it back
- * down to half the limit it resumes.
+ * What a queued payload really holds: its backing store when it is a view of a read buffer not much
+ * larger than itself (that buffer stays alive while it waits), otherwise its own bytes (its own
+ * allocation, or a copy in Node's shared pool).
+ */
+export function retainedBytes(data: Uint8Array): number {
+  const backing = data.buffer.byteLength;
+  return backing <= data.length + COPY_SLACK ? Math.max(backing, data.length) : data.length;
+}
+
+/** The cost charged for one queued item. */
+export function itemCost(data: Uint8Array): number {
+  return ITEM_OVERHEAD + retainedBytes(data);
+}
+
+/**
+ * Copies a payload that is a small view of a much larger buffer (a socket read, a zlib output chunk),
+ * so that queueing it does not keep the rest of that buffer alive.
+ */
+export function compact(data: Buffer): Buffer {
+  return data.buffer.byteLength > data.length + COPY_SLACK ? Buffer.from(data) : data;
+}
+
+/**
+ * The receive side of a session: an async-iterable queue bounded by what its items cost in memory
+ * (`itemCost`: payload, the read buffer it keeps alive, and a fixed charge per item, so a flood of empty
+ * messages fills it too). Past `limit` it asks the owner to pause reading (TCP then pushes back on the
+ * peer); once the consumer has taken it back down to half the limit, to resume.
  * It is its own iterator, so iterating allocates nothing per session.
  */
 export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncIterable<T>, AsyncIterator<T> {
   private items: T[] = NONE as T[];
   private head = 0;
-  private bytes = 0;
+  private charged = 0;
   private paused = false;
   private ended = false;
   private waiter: ((result: IteratorResult<T>) => void) | undefined;
   private iterating = false;
-  private read = false;
 
   constructor(
-    /** Bytes queued before reading pauses. */
+    /** Cost queued before reading pauses. */
     readonly limit: number,
     private readonly owner: IncomingQueueOwner,
   ) {}
 
-  /** Whether anyone has read (iterated or called `receive`) yet. */
-  get hasReader(): boolean {
-    return this.read;
+  /** What the queued items cost (see `itemCost`). */
+  get cost(): number {
+    return this.charged;
   }
 
-  /** Bytes received and not yet taken by the application. */
-  get bufferedBytes(): number {
-    return this.bytes;
+  /** Items waiting to be taken. */
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  /** Whether the next item pushed goes straight to a waiting reader instead of the queue. */
+  get readerWaiting(): boolean {
+    return this.waiter !== undefined;
+  }
+
+  /** Went over the limit and is not yet back to half of it: whoever feeds the queue should wait. */
+  get full(): boolean {
+    return this.paused;
+  }
+
+  get isEnded(): boolean {
+    return this.ended;
   }
 
   push(item: T): void {
@@ -52,8 +99,8 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
     }
     if (this.items === NONE) this.items = [];
     this.items.push(item);
-    this.bytes += item.data.length;
-    if (!this.paused && this.bytes > this.limit) {
+    this.charged += itemCost(item.data);
+    if (!this.paused && this.charged > this.limit) {
       this.paused = true;
       this.owner.incomingFull();
     }
@@ -71,6 +118,13 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
     }
   }
 
+  /** Drops what is queued (the session is gone and nobody will read it). */
+  clear(): void {
+    this.items = NONE as T[];
+    this.head = 0;
+    this.charged = 0;
+  }
+
   /** The next item, or undefined once the session has ended and the queue is empty. */
   async receive(): Promise<T | undefined> {
     const result = await this.next();
@@ -78,7 +132,6 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
   }
 
   next(): Promise<IteratorResult<T>> {
-    this.read = true;
     if (this.head < this.items.length) {
       const item = this.items[this.head]!;
       this.items[this.head++] = undefined as unknown as T; // release for GC
@@ -86,8 +139,8 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
         this.items = NONE as T[];
         this.head = 0;
       }
-      this.bytes -= item.data.length;
-      if (this.paused && this.bytes <= this.limit / 2) {
+      this.charged -= itemCost(item.data);
+      if (this.paused && this.charged <= this.limit / 2) {
         this.paused = false;
         this.owner.incomingDrained();
       }

@@ -1,6 +1,7 @@
 export { CloseReason } from "./close-reason.js";
 export { DefaultWebSocketSession } from "./default-session.js";
 export { SessionError, type SessionErrorCode } from "./errors.js";
+export { FlushScheduler } from "./flush-scheduler.js";
 export {
   BinaryFrame,
   CloseFrame,
@@ -12,13 +13,18 @@ export {
   TextFrame,
   type WebSocketFrame,
 } from "./frames.js";
-export { IncomingQueue } from "./incoming-queue.js";
+export { IncomingQueue, ITEM_OVERHEAD, itemCost } from "./incoming-queue.js";
 export { DEFAULT_SESSION_OPTIONS, resolveSessionOptions, type SessionOptions } from "./options.js";
+export { OutboundQueue } from "./outbound-queue.js";
 export { RawWebSocketSession } from "./raw-session.js";
 export {
-  type ManagedSession,
+  FRAME_OVERHEAD,
   type Sendable,
+  type SendOptions,
   type SessionErrorKind,
+  type SessionHandle,
   type SessionHooks,
+  type SessionSetup,
+  type SessionState,
   WebSocketSession,
 } from "./session.js";

@@ -9,6 +9,7 @@ import {
   TextFrame,
   type WebSocketFrame,
 } from "./frames.js";
+import { compact } from "./incoming-queue.js";
 import { WebSocketSession } from "./session.js";
 
 /**
@@ -37,13 +38,13 @@ export class RawWebSocketSession<C = unknown, D = unknown> extends WebSocketSess
           this.compressed = rsv1;
         }
         if (!this.compressed) {
-          this.enqueue(new Kind(payload, fin, rsv1));
+          this.deliver(new Kind(this.keep(payload), fin, rsv1));
           return;
         }
         // permessage-deflate: each fragment is inflated as it comes; RSV1 stays on the first frame.
         if (fin) this.compressed = false;
         const checkText = this.compressedText;
-        this.decodeAndEnqueue(payload, fin, (decoded) => {
+        this.decode(payload, fin, (decoded) => {
           // Counted as each decode completes, in order, so an earlier message's fragments never count here.
           this.decodedSize = (first ? 0 : this.decodedSize) + decoded.length;
           if (this.decodedSize > this.maxFrameSize) {
@@ -60,15 +61,15 @@ export class RawWebSocketSession<C = unknown, D = unknown> extends WebSocketSess
               "text message is not valid UTF-8",
             );
           }
-          return new Kind(decoded, fin, rsv1);
+          return new Kind(compact(decoded), fin, rsv1);
         });
         return;
       }
       case "ping":
-        this.enqueue(new PingFrame(event.data));
+        this.deliver(new PingFrame(this.keep(event.data)));
         return;
       case "pong":
-        this.enqueue(new PongFrame(event.data));
+        this.deliver(new PongFrame(this.keep(event.data)));
         return;
       case "close": {
         const payload = Buffer.allocUnsafe(event.code === 1005 ? 0 : 2 + Buffer.byteLength(event.reason));
@@ -76,8 +77,7 @@ export class RawWebSocketSession<C = unknown, D = unknown> extends WebSocketSess
           payload.writeUInt16BE(event.code, 0);
           payload.write(event.reason, 2);
         }
-        this.enqueue(new CloseFrame(payload));
-        this.endIncoming();
+        this.deliver(new CloseFrame(payload));
         return;
       }
       default:
@@ -86,7 +86,6 @@ export class RawWebSocketSession<C = unknown, D = unknown> extends WebSocketSess
     }
   }
 
-  protected sendFrame(frame: WebSocketFrame): void {
-    this.connection.sendFrame(frame.opcode, frame.data, { fin: frame.fin, rsv1: frame.rsv1 });
-  }
+  /** Any frame may be sent; the connection checks the fragmentation rules (§5.4) as it is queued. */
+  protected checkFrame(_frame: WebSocketFrame): void {}
 }

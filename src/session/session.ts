@@ -5,31 +5,77 @@ import {
   CloseCode,
   type Connection,
   type ExtensionOffer,
+  isValidUtf8,
+  isValidWireCloseCode,
+  MAX_CLOSE_REASON_BYTES,
+  type MessageEvent,
   Opcode,
-  type ProtocolError,
-  toBuffer,
+  ProtocolError,
+  type ProtocolEvent,
   UsageError,
 } from "../protocol/index.js";
 import { CloseReason } from "./close-reason.js";
 import { SessionError } from "./errors.js";
+import { type Flushable, FlushScheduler } from "./flush-scheduler.js";
 import type { WebSocketFrame } from "./frames.js";
+import { type DecoderOwner, InboundDecoder } from "./inbound-decoder.js";
+import { compact, IncomingQueue, type IncomingQueueOwner } from "./incoming-queue.js";
 import type { SessionOptions } from "./options.js";
-import {
-  EMPTY,
-  type ManagedSession,
-  NO_WAITERS,
-  noop,
-  RESOLVED,
-  SessionChannel,
-  type SessionHooks,
-} from "./session-channel.js";
+import { OutboundQueue, type OutboundSink } from "./outbound-queue.js";
+import { MIN_QUEUED_WRITE, writePieces } from "./socket-output.js";
 
-export type { ManagedSession, SessionErrorKind, SessionHooks } from "./session-channel.js";
+/** What a send accepts: text, bytes (any ArrayBuffer or view of one), or a frame. */
+export type Sendable = string | ArrayBuffer | ArrayBufferView | WebSocketFrame;
 
-/** What a send accepts: text, bytes, or a frame. */
-export type Sendable = string | Uint8Array | WebSocketFrame;
+export interface SendOptions {
+  /** false: send this message uncompressed even when permessage-deflate is on. Default true. */
+  compress?: boolean;
+}
 
-/** How a session is put together by the app layer. */
+/**
+ * Where a session is in its life. Every transition is made in `WebSocketSession`; docs/architecture.md
+ * has the table of what each operation does in each state.
+ * - open: messages flow both ways.
+ * - replying: the peer's Close (or a protocol violation) has arrived. What the handler sends during this
+ *   event-loop turn still goes out; then our Close (the echo, or the violation's code) is queued.
+ * - closing: our Close is queued behind the messages accepted before it (some still compressing).
+ * - close-sent: our Close is with the protocol connection; waiting for the peer's (`timeout`).
+ * - draining: both Closes are through, or the connection failed or was abandoned: TCP is ending.
+ * - closed: the socket is gone; everything is settled.
+ */
+export type SessionState = "open" | "replying" | "closing" | "close-sent" | "draining" | "closed";
+
+/**
+ * What every session offers whatever its route and frame type: for code that holds the sessions of
+ * several routes at once, as `app.sessions` does (ws's `wss.clients`).
+ */
+export interface SessionHandle<C = unknown> {
+  readonly call: C;
+  readonly protocol: string | undefined;
+  readonly extensions: readonly ExtensionOffer[];
+  readonly state: SessionState;
+  readonly isOpen: boolean;
+  readonly bufferedAmount: number;
+  readonly closeReason: Promise<CloseReason>;
+  readonly signal: AbortSignal;
+  send(data: Sendable, options?: SendOptions): Promise<void>;
+  flush(): Promise<void>;
+  close(code?: number | CloseReason, reason?: string): Promise<void>;
+  terminate(): void;
+}
+
+/** Why a session reports to the error hook: the application's handler failed, or the peer broke the protocol. */
+export type SessionErrorKind = "handler" | "protocol";
+
+export interface SessionHooks {
+  /** Errors worth reporting: a handler that threw, a protocol violation by the peer. */
+  onError?: (error: unknown, kind: SessionErrorKind) => void;
+  /** The transport is gone and every timer released. */
+  // biome-ignore lint/suspicious/noExplicitAny: any session, whatever its frame, call and data types
+  onEnd?: (session: WebSocketSession<any, any, any>) => void;
+}
+
+/** How a session is put together (by the app layer, a client, or a test). */
 export interface SessionSetup<C, D> {
   call: C;
   data: D;
@@ -37,64 +83,123 @@ export interface SessionSetup<C, D> {
   extensions?: readonly ExtensionOffer[];
   protocol?: string | undefined;
   codec?: MessageCodec | undefined;
+  /** Writes at the end of each turn; an application shares one among its sessions. */
+  scheduler?: FlushScheduler;
 }
 
+export const RESOLVED: Promise<void> = Promise.resolve();
+const EMPTY = Buffer.alloc(0);
+const NOTHING: Buffer[] = [];
+export const noop = (): void => {};
+type DrainWaiter = { resolve: () => void; reject: (e: unknown) => void };
+const NO_WAITERS: DrainWaiter[] = Object.freeze([]) as never as DrainWaiter[];
+const SESSION = Symbol("sockway.session");
 // biome-ignore lint/suspicious/noExplicitAny: any session, whatever its frame, call and data types
 type AnySession = WebSocketSession<any, any, any>;
+type SessionSocket = Duplex & { [SESSION]: AnySession };
+
+/** Heap bytes charged per frame queued in the connection beside its bytes (measured ~180 B). */
+export const FRAME_OVERHEAD = 192;
+/** After one read brings this many frames, reading pauses until the next turn so other peers get theirs. */
+export const FRAMES_PER_TURN = 4096;
+
+// Bits of `flags`.
+const FLUSH_SCHEDULED = 1;
+const WAKEUP_PENDING = 2;
+const HANDLER_DONE = 4;
+const ABANDON = 8; // after our Close, end TCP at once (ping timeout, failure)
+const TIMER_PING = 16;
+const TIMER_PONG = 32;
+const TIMER_CLOSE = 64;
+const TIMERS = TIMER_PING | TIMER_PONG | TIMER_CLOSE;
+// Bits of `pausedFor`: why reads are paused.
+const PAUSED_QUEUE = 1;
+const PAUSED_DECODING = 2;
+const PAUSED_TURN = 4;
+const PAUSED_FAILED = 8;
 
 /**
- * A WebSocket session: what a handler gets. On top of the I/O in `SessionChannel` it has the API
- * (send, flush, close, closeReason, signal...), keepalive pings and the closing sequence with its
- * timeouts. All timers of a session live here.
+ * A WebSocket session, server or client side: what a handler gets. It binds a sans-I/O `Connection` to
+ * a Node stream, delivers whole messages to `incoming` (through the extension's codec when one was
+ * negotiated), writes output once per event-loop turn, keeps backpressure both ways, and runs the
+ * lifecycle (`SessionState`) with its keepalive and closing timers.
  *
  * `F` is what `incoming` yields; `C` the call (request) information; `D` the per-session user data.
  */
 export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unknown, D = unknown>
-  extends SessionChannel<F>
-  implements ManagedSession
+  implements SessionHandle<C>, Flushable, IncomingQueueOwner, DecoderOwner, OutboundSink
 {
   /** Per-session user data, from the route's `beforeUpgrade` hook. */
   data: D;
-  // Made on first use: most sessions never ask, and each costs memory and handshake time.
-  private abort: AbortController | undefined;
-  private closePromise: Promise<CloseReason> | undefined;
-  private resolveCloseReason: ((reason: CloseReason) => void) | undefined;
-  private finalReason: CloseReason | undefined;
-  private writer: WritableStream<Sendable> | undefined;
-  private localReason: CloseReason | undefined;
-  private endedBy: "close" | "handler" = "close";
-  private pingTimer: NodeJS.Timeout | undefined;
-  private pongTimer: NodeJS.Timeout | undefined;
-  private closeTimer: NodeJS.Timeout | undefined;
-  private pingCounter = 0;
-  private expectedPong: Buffer | undefined;
   /** Request information: path parameters, headers, query, remote address. */
   readonly call: C;
   /** Negotiated extensions, as the response header listed them. */
   readonly extensions: readonly ExtensionOffer[];
   /** The subprotocol agreed in the handshake, if any. */
   readonly protocol: string | undefined;
+  /** Received messages; ends after the peer's Close (or when the session ends). Iterate once. */
+  readonly incoming: IncomingQueue<F>;
+  /** Where the session is in its life (see `SessionState`). */
+  get state(): SessionState {
+    return this.phase;
+  }
 
+  /** @internal */
+  protected readonly connection: Connection;
+  private phase: SessionState = "open";
+  private readonly socket: Duplex;
+  private options: SessionOptions;
+  private readonly hooks: SessionHooks;
+  private readonly scheduler: FlushScheduler;
+  private readonly codec: MessageCodec | undefined;
+  private outbound: OutboundQueue | undefined;
+  private decoder: InboundDecoder<F> | undefined;
+  private flags = 0;
+  private pausedFor = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private pingCounter = 0;
+  private expectedPong: Buffer | undefined;
+  private drainWaiters: DrainWaiter[] = NO_WAITERS;
+  // Made on first use: most sessions never ask, and each costs memory.
+  private closeWaiters: Array<() => void> | undefined;
+  private abort: AbortController | undefined;
+  private closePromise: Promise<CloseReason> | undefined;
+  private resolveCloseReason: ((reason: CloseReason) => void) | undefined;
+  private finalReason: CloseReason | undefined;
+  private localReason: CloseReason | undefined;
+  private writer: WritableStream<Sendable> | undefined;
+
+  /** @internal Sessions are made by the app layer (or a client); handlers receive them. */
   constructor(socket: Duplex, connection: Connection, options: SessionOptions, setup: SessionSetup<C, D>) {
-    super(socket, connection, options, setup.hooks, setup.codec);
+    this.socket = socket;
+    this.connection = connection;
+    this.options = options; // copied on first change (pingPeriod, timeout setters)
+    this.hooks = setup.hooks ?? {};
+    this.scheduler = setup.scheduler ?? new FlushScheduler();
+    this.codec = setup.codec;
     this.call = setup.call;
     this.data = setup.data;
     this.extensions = setup.extensions ?? [];
     this.protocol = setup.protocol;
+    this.incoming = new IncomingQueue<F>(options.incomingBufferLimit, this);
+    (socket as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
+    // Listeners are shared by every session (no closures per session): they find it through the socket.
+    (socket as SessionSocket)[SESSION] = this;
+    socket.on("data", onSocketData);
+    socket.on("end", onSocketEnd);
+    socket.on("close", onSocketClose);
+    socket.on("drain", onSocketDrain);
+    // A reset or broken pipe from the peer: the 'close' event follows and reports 1006.
+    if (socket.listenerCount("error") === 0) socket.on("error", noop);
     this.schedulePing();
   }
 
-  private static pingDue(session: AnySession): void {
-    session.sendKeepalivePing();
-  }
+  /** Turns a protocol event into what `incoming` yields (subclasses: whole messages, or every frame). */
+  protected abstract onProtocolEvent(event: ProtocolEvent): void;
+  /** Throws a UsageError for a frame this kind of session cannot send. */
+  protected abstract checkFrame(frame: WebSocketFrame): void;
 
-  private static pongDue(session: AnySession): void {
-    session.onPingTimeout();
-  }
-
-  private static closeDue(session: AnySession): void {
-    session.onCloseTimer();
-  }
+  // ---- the public API ---------------------------------------------------------------------------
 
   /**
    * Resolves once the session has ended, with the code and reason of the Close frame received from the
@@ -102,13 +207,11 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
    * if the connection dropped without a Close frame.
    */
   get closeReason(): Promise<CloseReason> {
-    if (!this.closePromise) {
-      this.closePromise = this.finalReason
-        ? Promise.resolve(this.finalReason)
-        : new Promise((resolve) => {
-            this.resolveCloseReason = resolve;
-          });
-    }
+    this.closePromise ??= this.finalReason
+      ? Promise.resolve(this.finalReason)
+      : new Promise((resolve) => {
+          this.resolveCloseReason = resolve;
+        });
     return this.closePromise;
   }
 
@@ -120,7 +223,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     this.writer ??= new WritableStream<Sendable>({
       write: (chunk) => this.send(chunk),
       close: () => this.close(),
-      abort: () => this.close(new CloseReason(CloseCode.GoingAway, "")),
+      abort: () => this.close(CloseCode.GoingAway),
     });
     return this.writer;
   }
@@ -141,9 +244,8 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
 
   set pingPeriod(ms: number) {
     this.options = { ...this.options, pingPeriod: ms };
-    clearTimeout(this.pingTimer);
-    this.pingTimer = undefined;
-    if (!this.pongTimer) this.schedulePing();
+    if (this.flags & TIMER_PING) this.clearTimer();
+    if (!(this.flags & TIMERS)) this.schedulePing();
   }
 
   /** Milliseconds to wait for a pong or for the peer's Close frame. */
@@ -160,27 +262,67 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     return this.options.maxFrameSize;
   }
 
-  /** True until the session starts closing. */
+  /** True while messages flow both ways: false from the moment either side starts closing. */
   get isOpen(): boolean {
-    return !this.ended && !this.finished;
+    return this.phase === "open";
   }
 
-  // ---- sending ----------------------------------------------------------------------------------
+  /**
+   * What is buffered for sending and not yet handed to the kernel, in bytes of memory: frame bytes
+   * (including messages still being compressed) plus a fixed charge per queued frame for the objects
+   * that hold it, so that many tiny messages count for what they cost.
+   */
+  get bufferedAmount(): number {
+    const c = this.connection;
+    return (
+      c.bufferedBytes +
+      c.queuedFrames * FRAME_OVERHEAD +
+      (this.outbound?.cost ?? 0) +
+      this.socket.writableLength
+    );
+  }
 
   /**
    * Sends a message (text for strings, binary for bytes) or a frame. Resolves at once while less than
-   * `outgoingHighWaterMark` bytes are buffered, otherwise when the socket has drained below it; so
-   * `await send(...)` is backpressure. Rejects with a `SessionError` once the session is closing.
+   * `outgoingHighWaterMark` is buffered, otherwise when the socket has drained below it; so
+   * `await send(...)` is backpressure. Rejects with a `SessionError` once the session is closing, with
+   * `SEND_BUFFER_FULL` when over `outgoingBufferLimit`, with a `UsageError` for what cannot be sent.
    */
-  send(data: Sendable): Promise<void> {
-    if (this.ended || this.finished) return Promise.reject(this.closedError());
-    const size =
-      typeof data === "string"
-        ? Buffer.byteLength(data)
-        : data instanceof Uint8Array
-          ? data.length
-          : data.data.length;
-    if (this.bufferedAmount + size > this.options.outgoingBufferLimit) {
+  send(data: Sendable, options?: SendOptions): Promise<void> {
+    const phase = this.phase;
+    if (phase !== "open" && phase !== "replying") return Promise.reject(this.closedError());
+    let opcode: number = Opcode.Binary;
+    let payload: Buffer;
+    let fin = true;
+    let rsv1 = false;
+    if (typeof data === "string") {
+      opcode = Opcode.Text;
+      payload = Buffer.from(data, "utf8");
+    } else if (data instanceof Uint8Array) {
+      payload = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    } else if (data instanceof ArrayBuffer) {
+      payload = Buffer.from(data);
+    } else if (ArrayBuffer.isView(data)) {
+      payload = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    } else if (isFrame(data)) {
+      if (data.type === "close") return this.closeWithPayload(data.data);
+      try {
+        this.checkFrame(data);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      opcode = data.opcode;
+      payload = data.data;
+      fin = data.fin;
+      rsv1 = data.rsv1;
+    } else {
+      return Promise.reject(
+        new UsageError("INVALID_FRAME", "send takes a string, an ArrayBuffer or view of one, or a frame"),
+      );
+    }
+    const buffered = this.bufferedAmount;
+    // One message into an empty buffer is always taken, so any message can be sent by awaiting sends.
+    if (buffered > 0 && buffered + payload.length + FRAME_OVERHEAD > this.options.outgoingBufferLimit) {
       return Promise.reject(
         new SessionError(
           "SEND_BUFFER_FULL",
@@ -188,85 +330,76 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
         ),
       );
     }
-    const message = this.codec ? asMessage(data) : undefined;
-    if (message) return this.sendThroughCodec(this.codec!, message.opcode, message.bytes);
-    // Behind a message that is still being encoded, later data waits its turn.
-    if (!this.outbound.idle)
-      return this.outbound.run(size, () => this.queueData(data)).then(() => this.afterQueued());
+    const codec = this.codec;
+    const compress =
+      codec !== undefined &&
+      options?.compress !== false &&
+      fin &&
+      !rsv1 &&
+      (opcode === Opcode.Text || opcode === Opcode.Binary);
+    const outbound = this.outbound;
+    if (outbound !== undefined && !outbound.idle) {
+      return outbound.sendFrame(opcode, payload, fin, rsv1, compress).then(() => this.afterQueued());
+    }
+    if (compress) {
+      let encoding: Promise<Buffer | undefined> | undefined;
+      try {
+        encoding = codec.encode(payload);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      if (encoding !== undefined) {
+        return this.ensureOutbound()
+          .sendFrame(opcode, payload, fin, rsv1, true, encoding)
+          .then(() => this.afterQueued());
+      }
+    }
     try {
-      this.queueData(data);
+      this.writeFrame(opcode, payload, fin, rsv1);
     } catch (error) {
       return Promise.reject(error);
     }
     return this.afterQueued();
   }
 
-  private queueData(data: Sendable): void {
-    if (typeof data === "string") this.connection.sendText(data);
-    else if (data instanceof Uint8Array) this.connection.sendBinary(data);
-    else this.sendFrame(data);
-    this.scheduleFlush();
-  }
-
-  private sendThroughCodec(codec: MessageCodec, opcode: number, bytes: Buffer): Promise<void> {
-    const size = bytes.length;
-    if (this.outbound.idle) {
-      let encoding: Promise<Buffer | undefined> | undefined;
-      try {
-        encoding = codec.encode(bytes);
-      } catch (error) {
-        return Promise.reject(error);
-      }
-      if (encoding === undefined) {
-        // Under the threshold: sent as it is, synchronously.
-        this.queueMessage(opcode, bytes, undefined);
-        return this.afterQueued();
-      }
-      const started = encoding;
-      return this.outbound
-        .run(size, async () => this.queueMessage(opcode, bytes, await started))
-        .then(
-          () => this.afterQueued(),
-          (e: unknown) => this.encodeFailed(e),
-        );
-    }
-    return this.outbound
-      .run(size, async () => this.queueMessage(opcode, bytes, await codec.encode(bytes)))
-      .then(
-        () => this.afterQueued(),
-        (e: unknown) => this.encodeFailed(e),
-      );
-  }
-
-  private queueMessage(opcode: number, original: Buffer, encoded: Buffer | undefined): void {
-    if (this.connection.closeSent || this.finished) throw this.closedError(); // closed while we were encoding
-    if (encoded === undefined) this.connection.sendFrame(opcode, original);
-    else this.connection.sendFrame(opcode, encoded, { rsv1: true });
-    this.scheduleFlush();
-  }
-
-  private encodeFailed(error: unknown): never {
-    if (!(error instanceof SessionError)) this.failWith(error);
-    throw error;
-  }
-
-  /** Resolves when everything sent so far has been handed to the kernel. */
+  /**
+   * Resolves when everything sent so far (messages still being compressed included) has been handed
+   * to the kernel. Rejects with a `SessionError` if the session ends first.
+   */
   flush(): Promise<void> {
-    if (this.finished) return RESOLVED;
-    this.writeOutput(true);
-    if (this.socket.writableLength === 0) return RESOLVED;
-    return new Promise((resolve) => this.socket.write(EMPTY, () => resolve()));
+    if (this.phase === "closed") return RESOLVED;
+    const outbound = this.outbound;
+    if (outbound !== undefined && !outbound.idle) return outbound.runAfter(noop).then(() => this.writeAll());
+    return this.writeAll();
   }
 
   /**
-   * Starts the closing handshake (default 1000) and resolves when our Close frame is written. The session
-   * ends when the peer answers, or after `timeout` ms.
+   * Starts the closing handshake (default 1000) after the messages already sent, and resolves when our
+   * Close frame has been handed to the kernel (or the session has ended). The session ends when the
+   * peer answers, or after `timeout` ms. An invalid code (RFC 6455 §7.4) or a reason over 123 bytes
+   * rejects with a `UsageError` and sends nothing. After the peer's Close, it sends the reply at once.
    */
-  async close(reason: CloseReason = new CloseReason(CloseCode.Normal)): Promise<void> {
-    if (this.finished) return;
-    this.ended = true;
-    this.startClose(reason.code, reason.message);
-    await this.flush();
+  close(code?: number | CloseReason, reason?: string): Promise<void> {
+    let c: number;
+    let r: string;
+    if (code instanceof CloseReason) {
+      c = code.code;
+      r = code.message;
+    } else {
+      c = code ?? CloseCode.Normal;
+      r = reason ?? "";
+    }
+    if (!isValidWireCloseCode(c))
+      return Promise.reject(
+        new UsageError("INVALID_CLOSE_CODE", `close code ${c} may not be sent (RFC 6455 §7.4)`),
+      );
+    if (typeof r !== "string" || Buffer.byteLength(r, "utf8") > MAX_CLOSE_REASON_BYTES)
+      return Promise.reject(
+        new UsageError("CLOSE_REASON_TOO_LONG", `close reason over ${MAX_CLOSE_REASON_BYTES} bytes`),
+      );
+    if (this.phase === "open") this.startClose(c, r);
+    else if (this.phase === "replying") this.startClose(undefined, "");
+    return this.closeWritten();
   }
 
   /** Destroys the transport at once, without a closing handshake (1006). */
@@ -274,193 +407,456 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     this.socket.destroy();
   }
 
-  // ---- lifecycle --------------------------------------------------------------------------------
+  // ---- driven by the app layer ------------------------------------------------------------------
 
-  protected abstract sendFrame(frame: WebSocketFrame): void;
-  /** Called by the app when the handler has returned or thrown: the close sequence starts (as in Ktor). */
-  handlerFinished(error?: unknown): void {
-    // A send that failed because the peer already closed is how a handler learns of it: not an app error.
-    const peerGone = error instanceof SessionError && error.code === "SESSION_CLOSED" && this.ended;
-    this.endedBy = "handler";
-    if (error === undefined || peerGone) {
-      this.ended = true;
-      this.startClose(CloseCode.Normal, "");
-      return;
-    }
-    this.ended = true;
-    this.hooks.onError?.(error, "handler");
-    this.localReason ??= new CloseReason(CloseCode.InternalError, "Internal error");
-    this.startClose(CloseCode.InternalError, "Internal error");
+  /** @internal Bytes that arrived with the upgrade request (the `head` of node:http's upgrade event). */
+  receiveHead(head: Buffer): void {
+    if (head.length > 0) this.onData(head);
   }
 
-  /** Closes with 1001 for a server shutdown. */
+  /** @internal The handler returned or threw: the close sequence starts (as in Ktor). */
+  handlerFinished(error?: unknown): void {
+    this.flags |= HANDLER_DONE;
+    if (error !== undefined && !this.isSessionEndError(error)) {
+      this.hooks.onError?.(error, "handler");
+      if (this.phase === "open") {
+        this.localReason ??= new CloseReason(CloseCode.InternalError, "Internal error");
+        this.startClose(CloseCode.InternalError, "Internal error");
+      }
+    } else if (this.phase === "open") {
+      this.startClose(CloseCode.Normal, "");
+    }
+    // Nobody reads what is still queued or waiting to be decoded any more.
+    if (this.phase === "closed") this.releaseInbound();
+  }
+
+  /** @internal Closes with 1001 for a server shutdown. */
   goAway(): void {
-    this.ended = true;
-    this.startClose(CloseCode.GoingAway, "Server shutting down");
+    if (this.phase === "open") this.startClose(CloseCode.GoingAway, "Server shutting down");
+    else if (this.phase === "replying") this.startClose(undefined, "");
+  }
+
+  // ---- reading ----------------------------------------------------------------------------------
+
+  /** @internal */
+  onData(chunk: Buffer): void {
+    const conn = this.connection;
+    conn.receiveData(chunk);
+    const events = conn.takeEvents();
+    for (let i = 0; i < events.length; i++) {
+      const event = events[i]!;
+      if (event.type === "pong") this.onPong(event.data);
+      this.onProtocolEvent(event);
+      if (event.type === "close") this.peerClosed();
+    }
+    if (conn.failure) this.failed(conn.failure, false);
+    if (events.length >= FRAMES_PER_TURN && this.phase !== "closed") {
+      // A flood from one peer: let every other connection have this turn before reading more.
+      this.pauseReading(PAUSED_TURN);
+      this.scheduleFlush();
+    }
+    if (conn.hasOutput) this.scheduleFlush();
+    if (conn.state === "closed" && this.phase === "close-sent") this.startDraining();
+  }
+
+  /** A received payload as it may be kept: copied if it would wait in the queue holding a larger buffer. */
+  protected keep(payload: Buffer): Buffer {
+    return this.incoming.readerWaiting ? payload : compact(payload);
+  }
+
+  /** Delivers a whole received message, decoding it first when the extension compressed it. */
+  protected receiveMessage(event: MessageEvent, make: (payload: Buffer) => F): void {
+    if (!event.compressed) {
+      this.deliver(make(this.keep(event.data)));
+      return;
+    }
+    this.decode(event.data, true, (payload) => {
+      if (event.type === "text" && !isValidUtf8(payload)) {
+        throw new ProtocolError("INVALID_UTF8", CloseCode.InvalidPayload, "text message is not valid UTF-8");
+      }
+      return make(compact(payload));
+    });
+  }
+
+  /** Puts an item in `incoming` after everything received before it. */
+  protected deliver(item: F): void {
+    const decoder = this.decoder;
+    if (decoder !== undefined) decoder.deliver(item);
+    else this.incoming.push(item);
+  }
+
+  /** Decodes compressed data (a message, or with `final` false one fragment) in order, then `make`s an item. */
+  protected decode(data: Buffer, final: boolean, make: (payload: Buffer) => F): void {
+    const codec = this.codec;
+    if (codec === undefined) {
+      this.failWith(
+        new ProtocolError(
+          "RESERVED_BITS_SET",
+          CloseCode.ProtocolError,
+          "compressed data without an extension",
+        ),
+      );
+      return;
+    }
+    this.decoder ??= new InboundDecoder(codec, this.incoming, () => this.options.maxFrameSize, this);
+    this.decoder.decode(data, final, make);
+    if (this.decoder.cost > this.options.incomingBufferLimit) this.pauseReading(PAUSED_DECODING);
+  }
+
+  private endIncoming(): void {
+    if (this.decoder !== undefined) this.decoder.end();
+    else this.incoming.end();
+  }
+
+  /** @internal (IncomingQueueOwner) */
+  incomingFull(): void {
+    this.pauseReading(PAUSED_QUEUE);
+  }
+
+  /** @internal (IncomingQueueOwner) */
+  incomingDrained(): void {
+    this.resumeReading(PAUSED_QUEUE);
+    this.decoder?.resume();
+  }
+
+  /** @internal (IncomingQueueOwner) The handler has taken everything before the peer's Close: reply now. */
+  incomingReadToEnd(): void {
+    if (this.phase === "replying" && !this.decoder?.busy) this.startClose(undefined, "");
+  }
+
+  /** @internal (DecoderOwner) */
+  decodeFailed(error: unknown): void {
+    this.failWith(error);
+  }
+
+  /** @internal (DecoderOwner) */
+  decoderSettled(): void {
+    const decoder = this.decoder!;
+    if (decoder.cost <= this.options.incomingBufferLimit / 2) this.resumeReading(PAUSED_DECODING);
+    if (this.phase === "replying") this.scheduleFlush();
+    else if (this.phase === "closed" && decoder.idle) this.codec?.close();
+  }
+
+  private pauseReading(reason: number): void {
+    if (this.pausedFor === 0) this.socket.pause();
+    this.pausedFor |= reason;
+  }
+
+  private resumeReading(reason: number): void {
+    if ((this.pausedFor & reason) === 0) return;
+    this.pausedFor &= ~reason;
+    if (this.pausedFor === 0 && this.phase !== "closed") this.socket.resume();
+  }
+
+  // ---- writing ----------------------------------------------------------------------------------
+
+  /** @internal (OutboundSink) Hands one frame to the connection and schedules the write. */
+  writeFrame(opcode: number, payload: Buffer, fin: boolean, rsv1: boolean): void {
+    const c = this.connection;
+    if (opcode === Opcode.Ping) c.sendPing(payload);
+    else if (opcode === Opcode.Pong) c.sendPong(payload);
+    else if (fin && !rsv1 && opcode === Opcode.Text) c.sendText(payload);
+    else if (fin && !rsv1 && opcode === Opcode.Binary) c.sendBinary(payload);
+    else c.sendFrame(opcode, payload, { fin, rsv1 });
+    this.scheduleFlush();
+  }
+
+  /** @internal (OutboundSink) */
+  encodeFailed(error: unknown): void {
+    this.failWith(error);
+  }
+
+  private ensureOutbound(): OutboundQueue {
+    this.outbound ??= new OutboundQueue(this, this.codec);
+    return this.outbound;
+  }
+
+  private afterQueued(): Promise<void> {
+    if (this.bufferedAmount <= this.options.outgoingHighWaterMark) return RESOLVED;
+    return new Promise((resolve, reject) => {
+      if (this.drainWaiters === NO_WAITERS) this.drainWaiters = [];
+      this.drainWaiters.push({ resolve, reject });
+    });
+  }
+
+  private scheduleFlush(): void {
+    if (this.flags & FLUSH_SCHEDULED) return;
+    this.flags |= FLUSH_SCHEDULED;
+    this.scheduler.schedule(this);
+  }
+
+  /** @internal (Flushable) The end of the turn: reply to the peer's Close if due, then write. */
+  flushNow(): void {
+    this.flags &= ~FLUSH_SCHEDULED;
+    if (this.pausedFor & PAUSED_TURN) this.resumeReading(PAUSED_TURN);
+    // What the handler sent in answer to the messages before the Close went out in this turn; messages
+    // still being decoded are waited for, but never the handler.
+    if (this.phase === "replying" && !this.decoder?.busy) this.startClose(undefined, "");
+    this.writeOutput(false);
   }
 
   /**
-   * The peer's Close frame arrived. Our reply waits until the handler has taken what arrived before it,
-   * so an answer to the last message still goes out first (§5.5.1); `timeout` bounds the wait.
+   * Hands queued frames to the socket up to the high-water mark (unless `all`): pings and pongs first,
+   * then data, so frames still queued here can be overtaken by a later pong (§5.5).
    */
-  protected onPeerClose(): void {
-    this.scheduleFlush();
-    if (this.options.timeout > 0) this.armCloseTimer(this.options.timeout);
-  }
-
-  /** Queues the reply to the peer's Close frame, if one is owed; from then on nothing more can be sent. */
-  protected replyToPeerClose(): boolean {
-    if (!this.connection.replyToClose()) return false;
-    this.ended = true;
-    return true;
-  }
-
-  protected onFailure(failure: ProtocolError): void {
-    if (this.localReason) return;
-    this.ended = true;
-    this.localReason = new CloseReason(failure.closeCode, failure.message);
-    this.hooks.onError?.(failure, "protocol");
-  }
-
-  // ---- keepalive --------------------------------------------------------------------------------
-
-  private schedulePing(): void {
-    if (this.options.pingPeriod <= 0 || this.finished || this.ended) return;
-    this.pingTimer = setTimeout(WebSocketSession.pingDue, this.options.pingPeriod, this);
-    this.pingTimer.unref?.();
-  }
-
-  private sendKeepalivePing(): void {
-    this.pingTimer = undefined;
-    if (this.finished || this.connection.state !== "open") return;
-    this.codec?.releaseIdle?.();
-    const payload = Buffer.allocUnsafe(4);
-    payload.writeUInt32BE(++this.pingCounter >>> 0);
-    this.expectedPong = payload;
-    this.connection.sendPing(payload);
-    this.scheduleFlush();
-    if (this.options.timeout > 0) {
-      this.pongTimer = setTimeout(WebSocketSession.pongDue, this.options.timeout, this);
-      this.pongTimer.unref?.();
-    } else {
-      this.schedulePing();
+  private writeOutput(all: boolean): void {
+    const socket = this.socket;
+    if (socket.destroyed || !socket.writable) return;
+    const conn = this.connection;
+    const queued = socket.writableLength;
+    // A peer that does not read gets nothing more, control frames included: pongs wait in the core,
+    // which keeps only the latest few. Small output waits for earlier writes, so it goes out in one piece.
+    const budget = all
+      ? Number.POSITIVE_INFINITY
+      : queued > 0 && conn.bufferedBytes < MIN_QUEUED_WRITE
+        ? 0
+        : this.options.outgoingHighWaterMark - queued;
+    const out = budget > 0 && conn.hasOutput ? conn.takeOutput(budget) : NOTHING;
+    writePieces(socket, out);
+    // More is queued here: come back when the socket has room. 'drain' only follows a refused write.
+    if (conn.hasOutput && !socket.writableNeedDrain && !(this.flags & WAKEUP_PENDING)) {
+      this.flags |= WAKEUP_PENDING;
+      socket.write(EMPTY, () => this.onWakeup());
+    }
+    if (this.closeWaiters !== undefined && conn.closeSent && conn.queuedFrames === 0)
+      this.closeFrameWritten();
+    if (this.drainWaiters.length > 0) {
+      if (this.bufferedAmount <= this.options.outgoingHighWaterMark) this.checkDrain();
+      else if (!socket.writableNeedDrain && !conn.hasOutput) socket.write(EMPTY, () => this.checkDrain());
     }
   }
 
-  protected onPong(data: Buffer): void {
-    // Only the pong that answers our latest ping counts (§5.5.3: same application data).
-    if (!this.expectedPong || !data.equals(this.expectedPong)) return;
-    this.expectedPong = undefined;
-    clearTimeout(this.pongTimer);
-    this.pongTimer = undefined;
-    this.schedulePing();
+  private onWakeup(): void {
+    this.flags &= ~WAKEUP_PENDING;
+    this.onDrain();
   }
 
-  private onPingTimeout(): void {
-    this.pongTimer = undefined;
-    if (this.finished) return;
-    // We stopped reading (the handler is behind): the pong may be waiting in the socket unread. That
-    // is not the peer's fault; wait another round instead of closing a live peer.
-    if (this.pausedFor !== 0) {
-      this.pongTimer = setTimeout(WebSocketSession.pongDue, this.options.timeout, this);
-      this.pongTimer.unref?.();
-      return;
-    }
-    // The peer is unresponsive: send our Close frame, then free the session without waiting for an answer.
-    this.ended = true;
-    this.localReason ??= new CloseReason(CloseCode.InternalError, "Ping timeout");
-    this.connection.sendClose(CloseCode.InternalError, "Ping timeout");
+  /** @internal */
+  onDrain(): void {
+    if (this.phase === "closed") return;
+    if (this.connection.hasOutput) this.writeOutput(false);
+    this.checkDrain();
+  }
+
+  private checkDrain(): void {
+    if (this.drainWaiters.length === 0 || this.bufferedAmount > this.options.outgoingHighWaterMark) return;
+    const waiters = this.drainWaiters;
+    this.drainWaiters = NO_WAITERS;
+    for (const w of waiters) w.resolve();
+  }
+
+  private writeAll(): Promise<void> {
     this.writeOutput(true);
-    this.socket.end();
-    this.armCloseTimer(Math.min(this.options.timeout || 1000, 1000));
+    const socket = this.socket;
+    if (socket.writableLength === 0) return RESOLVED;
+    if (socket.destroyed) return Promise.reject(this.closedError());
+    return new Promise((resolve, reject) => {
+      if (socket.writableEnded) {
+        socket.once("close", () => (socket.writableFinished ? resolve() : reject(this.closedError())));
+        return;
+      }
+      socket.write(EMPTY, (error) => (error ? reject(this.closedError()) : resolve()));
+    });
   }
 
-  // ---- closing ----------------------------------------------------------------------------------
-
-  private startClose(code: number, reason: string): void {
-    if (this.finished) return;
-    // Messages accepted before the close go out before it.
-    if (!this.outbound.idle) {
-      void this.outbound.run(0, () => this.startClose(code, reason));
-      return;
+  /** A promise for our Close frame reaching the kernel (or the session ending). */
+  private closeWritten(): Promise<void> {
+    const phase = this.phase;
+    if (phase === "closed") return RESOLVED;
+    if (this.connection.closeSent && this.connection.queuedFrames === 0) {
+      return this.socket.writableLength === 0 ? RESOLVED : this.writeAll().catch(noop);
     }
-    try {
-      if (this.connection.closeReceived) {
-        // The peer closed first: answer with its code (§5.5.1).
-        if (this.connection.replyToClose()) this.scheduleFlush();
-      } else if (this.connection.sendClose(code, reason)) {
-        this.localReason ??= new CloseReason(code, reason);
-        this.scheduleFlush();
-      }
-    } catch (error) {
-      if (!(error instanceof UsageError)) throw error;
-      this.connection.sendClose(CloseCode.Normal);
+    return new Promise((resolve) => {
+      this.closeWaiters ??= [];
+      this.closeWaiters.push(resolve);
+    });
+  }
+
+  private closeFrameWritten(): void {
+    const waiters = this.closeWaiters!;
+    this.closeWaiters = undefined;
+    const done = () => {
+      for (const w of waiters) w();
+    };
+    const socket = this.socket;
+    if (socket.writableLength === 0 || socket.writableEnded) done();
+    else socket.write(EMPTY, done);
+  }
+
+  // ---- the lifecycle ----------------------------------------------------------------------------
+
+  /** The peer's Close frame arrived: `incoming` ends after what came before it; the reply is due. */
+  private peerClosed(): void {
+    if (this.phase === "open") {
+      this.phase = "replying";
+      this.armTimer(TIMER_CLOSE, this.options.timeout);
       this.scheduleFlush();
     }
-    if (this.connection.state === "closed") this.closeTransport();
-    else if (this.options.timeout > 0) this.armCloseTimer(this.options.timeout);
+    this.endIncoming(); // a reader already waiting is told now, and the reply goes at once
   }
 
-  /** Both Close frames are through (or the connection failed): the server closes TCP first (§7.1.1). */
-  protected closeTransport(): void {
-    if (this.closeTimer && this.socket.writableEnded) return;
+  /**
+   * The connection failed (a protocol violation, or the codec): stop reading; the failure's Close is
+   * due (§7.1.7), after what the handler sends this turn in answer to the messages before the violation.
+   */
+  private failed(failure: ProtocolError, decoding: boolean): void {
+    if (this.pausedFor & PAUSED_FAILED || this.phase === "closed") return;
+    this.pauseReading(PAUSED_FAILED);
+    this.flags |= ABANDON;
+    if (!this.localReason) {
+      this.localReason = new CloseReason(failure.closeCode, failure.message);
+      this.hooks.onError?.(failure, "protocol");
+    }
+    if (this.phase === "open") {
+      this.phase = "replying";
+      this.armTimer(TIMER_CLOSE, this.options.timeout);
+      this.scheduleFlush();
+    } else if (this.phase === "closing") {
+      this.outbound?.abort(this.closedError());
+      this.sendClose(undefined, "");
+    } else if (this.phase === "close-sent") {
+      this.startDraining();
+    }
+    if (decoding) {
+      // Nothing after a message that cannot be decoded is delivered.
+      this.decoder?.discard();
+      this.incoming.end();
+    } else {
+      this.endIncoming(); // the messages before the violation are still delivered
+    }
+  }
+
+  /** Fails the connection from above the core (a codec error): its close code, or 1011. */
+  private failWith(error: unknown): void {
+    if (this.phase === "closed" || this.phase === "draining") return;
+    const failure =
+      error instanceof ProtocolError
+        ? error
+        : new ProtocolError(
+            "EXTENSION_FAILED",
+            CloseCode.InternalError,
+            error instanceof Error ? error.message : String(error),
+          );
+    this.connection.fail(failure);
+    this.outbound?.abort(this.closedError());
+    this.failed(failure, true);
+  }
+
+  /**
+   * Queues our Close after every message accepted so far: `code` for a close we start, undefined to
+   * answer the peer's Close or send the failure's. From here on `send` rejects.
+   */
+  private startClose(code: number | undefined, reason: string): void {
+    if (this.phase !== "open" && this.phase !== "replying") return;
+    this.phase = "closing";
+    this.clearTimer();
+    const outbound = this.outbound;
+    if (outbound !== undefined && !outbound.idle) {
+      this.armTimer(TIMER_CLOSE, this.options.timeout);
+      outbound.runAfter(() => this.sendClose(code, reason)).catch(noop);
+    } else {
+      this.sendClose(code, reason);
+    }
+  }
+
+  private sendClose(code: number | undefined, reason: string): void {
+    if (this.phase !== "closing") return;
+    const conn = this.connection;
+    if (code === undefined || conn.closeReceived || conn.failure) conn.replyToClose();
+    else if (conn.sendClose(code, reason)) this.localReason ??= new CloseReason(code, reason);
+    this.phase = "close-sent";
+    this.scheduleFlush();
+    if (conn.state === "closed" || this.flags & ABANDON) this.startDraining();
+    else this.armTimer(TIMER_CLOSE, this.options.timeout);
+  }
+
+  /** Writes what is left, ends our side of TCP (the server closes first, §7.1.1) and waits for the socket. */
+  private startDraining(): void {
+    if (this.phase === "draining" || this.phase === "closed") return;
+    this.phase = "draining";
+    this.outbound?.abort(this.closedError());
     this.writeOutput(true);
     if (!this.socket.writableEnded) this.socket.end();
-    // A peer that never closes its side is cut off after the timeout.
-    this.armCloseTimer(this.options.timeout > 0 ? this.options.timeout : 30_000);
+    // A peer that never closes its side is cut off: soon after a failure or an abandoned close.
+    const timeout = this.options.timeout;
+    this.armTimer(
+      TIMER_CLOSE,
+      this.flags & ABANDON ? Math.min(timeout || 1000, 1000) : timeout > 0 ? timeout : 30_000,
+    );
   }
 
-  private armCloseTimer(ms: number): void {
-    clearTimeout(this.closeTimer);
-    this.closeTimer = setTimeout(WebSocketSession.closeDue, ms, this);
-    this.closeTimer.unref?.();
-  }
-
-  private onCloseTimer(): void {
-    this.closeTimer = undefined;
-    // Still holding our reply to the peer's Close (the handler did not take its messages): send it now.
-    if (this.replyToPeerClose()) {
-      this.closeTransport();
-      return;
+  /** @internal The peer ended TCP (with or without its Close first). */
+  onEof(): void {
+    this.connection.receiveEof();
+    this.endIncoming();
+    if (this.phase !== "draining" && this.phase !== "closed") {
+      this.flags |= ABANDON;
+      this.startDraining();
     }
-    this.socket.destroy();
   }
 
-  protected finish(): void {
-    if (this.finished) return;
-    this.finished = true;
-    this.ended = true;
-    clearTimeout(this.pingTimer);
-    clearTimeout(this.pongTimer);
-    clearTimeout(this.closeTimer);
-    this.pingTimer = this.pongTimer = this.closeTimer = undefined;
-    this.stopListening();
-    if (this.connection.state !== "closed") this.connection.receiveEof();
-    const received = this.connection.closeReceived;
+  /** @internal The socket has closed: settle everything. */
+  finish(): void {
+    if (this.phase === "closed") return;
+    this.phase = "closed";
+    this.clearTimer();
+    const socket = this.socket;
+    socket.off("data", onSocketData);
+    socket.off("drain", onSocketDrain);
+    socket.on("error", noop);
+    const conn = this.connection;
+    if (conn.state !== "closed") conn.receiveEof();
+    const received = conn.closeReceived;
     const reason =
       received && received.code !== CloseCode.Abnormal
         ? new CloseReason(received.code, received.reason)
         : (this.localReason ?? new CloseReason(CloseCode.Abnormal, ""));
     this.endIncoming();
-    // Messages already received are decoded in full first; then the codec's zlib memory goes.
-    const codec = this.codec;
-    if (codec) {
-      if (this.inbound.idle && this.outbound.idle) codec.close();
-      else
-        void Promise.all([this.inbound.run(0, noop), this.outbound.run(0, noop)]).then(() => codec.close());
-    }
+    const error = this.closedError();
+    this.outbound?.abort(error);
     const waiters = this.drainWaiters;
     this.drainWaiters = NO_WAITERS;
-    for (const w of waiters) w.reject(this.closedError());
+    for (const w of waiters) w.reject(error);
+    if (this.closeWaiters !== undefined) {
+      const closeWaiters = this.closeWaiters;
+      this.closeWaiters = undefined;
+      for (const w of closeWaiters) w();
+    }
+    // Messages already received are still decoded for the handler; then the codec's zlib memory goes.
+    if (this.flags & HANDLER_DONE) this.releaseInbound();
+    else if (this.decoder === undefined || this.decoder.idle) this.codec?.close();
     this.finalReason = reason;
     this.resolveCloseReason?.(reason);
     this.abort?.abort(reason);
-    this.socket.on("error", noop);
     this.hooks.onEnd?.(this);
   }
 
+  private releaseInbound(): void {
+    this.decoder?.discard();
+    this.incoming.clear();
+    this.codec?.close();
+  }
+
+  private closeWithPayload(payload: Buffer): Promise<void> {
+    if (payload.length === 0) return this.close();
+    if (payload.length === 1)
+      return Promise.reject(
+        new UsageError("INVALID_FRAME", "a close payload is empty or starts with a code"),
+      );
+    return this.close(payload.readUInt16BE(0), payload.subarray(2).toString("utf8"));
+  }
+
+  /** A SessionError thrown by a send after the session started closing: how a handler learns of it. */
+  private isSessionEndError(error: unknown): boolean {
+    return (
+      error instanceof SessionError &&
+      (error.code === "SESSION_CLOSED" || error.code === "HANDLER_RETURNED") &&
+      this.phase !== "open"
+    );
+  }
+
   private closedError(): SessionError {
-    return this.endedBy === "handler"
+    return this.flags & HANDLER_DONE
       ? new SessionError(
           "HANDLER_RETURNED",
           "the WebSocket handler has returned; the session can no longer be used",
@@ -470,13 +866,105 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
           "the WebSocket session is closing or closed; nothing more can be sent",
         );
   }
+
+  // ---- timers: keepalive, then the closing handshake ----------------------------------------------
+
+  private armTimer(kind: number, ms: number): void {
+    this.clearTimer();
+    if (ms <= 0) return;
+    this.flags |= kind;
+    this.timer = setTimeout(onTimer, ms, this);
+    this.timer.unref?.();
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.flags &= ~TIMERS;
+  }
+
+  /** @internal */
+  onTimer(): void {
+    const kind = this.flags & TIMERS;
+    this.timer = undefined;
+    this.flags &= ~TIMERS;
+    if (kind === TIMER_PING) this.sendKeepalivePing();
+    else if (kind === TIMER_PONG) this.onPingTimeout();
+    else if (kind === TIMER_CLOSE) this.onCloseTimeout();
+  }
+
+  private schedulePing(): void {
+    if (this.phase === "open" && this.options.pingPeriod > 0)
+      this.armTimer(TIMER_PING, this.options.pingPeriod);
+  }
+
+  private sendKeepalivePing(): void {
+    if (this.phase !== "open") return;
+    this.codec?.releaseIdle?.();
+    const payload = Buffer.allocUnsafe(4);
+    payload.writeUInt32BE(++this.pingCounter >>> 0);
+    this.expectedPong = payload;
+    this.connection.sendPing(payload);
+    this.scheduleFlush();
+    if (this.options.timeout > 0) this.armTimer(TIMER_PONG, this.options.timeout);
+    else this.schedulePing();
+  }
+
+  private onPong(data: Buffer): void {
+    // Only the pong that answers our latest ping counts (§5.5.3: same application data).
+    if (!this.expectedPong || !data.equals(this.expectedPong)) return;
+    this.expectedPong = undefined;
+    if (this.flags & TIMER_PONG) this.clearTimer();
+    this.schedulePing();
+  }
+
+  private onPingTimeout(): void {
+    if (this.phase !== "open") return;
+    // We stopped reading (the handler is behind): the pong may be waiting in the socket unread. That
+    // is not the peer's fault; wait another round instead of closing a live peer.
+    if (this.pausedFor !== 0) {
+      this.armTimer(TIMER_PONG, this.options.timeout);
+      return;
+    }
+    // The peer is unresponsive: send our Close frame, then free the session without waiting for an answer.
+    this.flags |= ABANDON;
+    this.localReason ??= new CloseReason(CloseCode.InternalError, "Ping timeout");
+    this.startClose(CloseCode.InternalError, "Ping timeout");
+  }
+
+  private onCloseTimeout(): void {
+    // Still owing the peer our reply (a decode that never finished): send it, then stop waiting.
+    if (this.phase === "replying") {
+      this.flags |= ABANDON;
+      this.startClose(undefined, "");
+      return;
+    }
+    this.socket.destroy();
+  }
 }
 
-/** A whole text or binary message in any of the forms `send` takes; undefined for control frames and fragments. */
-function asMessage(data: Sendable): { opcode: number; bytes: Buffer } | undefined {
-  if (typeof data === "string") return { opcode: Opcode.Text, bytes: Buffer.from(data, "utf8") };
-  if (data instanceof Uint8Array) return { opcode: Opcode.Binary, bytes: toBuffer(data) };
-  if ((data.type === "text" || data.type === "binary") && data.fin && !data.rsv1)
-    return { opcode: data.opcode, bytes: data.data };
-  return undefined;
+function isFrame(data: unknown): data is WebSocketFrame {
+  return (
+    typeof data === "object" &&
+    data !== null &&
+    typeof (data as WebSocketFrame).type === "string" &&
+    (data as WebSocketFrame).data instanceof Uint8Array
+  );
+}
+
+// Socket listeners shared by every session (called with the socket as `this`).
+function onSocketData(this: SessionSocket, chunk: Buffer): void {
+  this[SESSION].onData(chunk);
+}
+function onSocketEnd(this: SessionSocket): void {
+  this[SESSION].onEof();
+}
+function onSocketClose(this: SessionSocket): void {
+  this[SESSION].finish();
+}
+function onSocketDrain(this: SessionSocket): void {
+  this[SESSION].onDrain();
+}
+function onTimer(session: AnySession): void {
+  session.onTimer();
 }

@@ -3,6 +3,7 @@
  * misbehave, every session and error hook call recorded so tests can check what the server saw.
  */
 import {
+  type ApplicationCall,
   type CloseReason,
   createApp,
   type DefaultWebSocketSession,
@@ -10,7 +11,7 @@ import {
   type WebSocketsOptions,
 } from "../../src/index.js";
 
-type Session = DefaultWebSocketSession<unknown, unknown>;
+type Session = DefaultWebSocketSession<ApplicationCall, unknown>;
 
 export interface HostileServer {
   port: number;

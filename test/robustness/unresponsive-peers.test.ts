@@ -133,7 +133,7 @@ describe("backpressure against a peer that never reads", () => {
     // What the server holds for this peer: outgoing below outgoingBufferLimit (16 MiB) plus the socket's
     // buffer, incoming below incomingBufferLimit (1 MiB) plus one message.
     expect(session.bufferedAmount).toBeLessThan(20 << 20);
-    expect(session.incoming.bufferedBytes).toBeLessThanOrEqual((1 << 20) + 64 * 1024);
+    expect(session.incoming.cost).toBeLessThanOrEqual((1 << 20) + 64 * 1024);
     const grown = rssMiB() - before;
     expect(grown, `RSS grew by ${grown.toFixed(1)} MiB (writer's own buffer included)`).toBeLessThan(100);
     c.destroy();

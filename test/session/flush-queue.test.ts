@@ -1,7 +1,7 @@
 import { Duplex } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { Connection } from "../../src/protocol/index.js";
-import { DEFAULT_SESSION_OPTIONS, DefaultWebSocketSession } from "../../src/session/index.js";
+import { DEFAULT_SESSION_OPTIONS, DefaultWebSocketSession, FlushScheduler } from "../../src/session/index.js";
 
 /** A duplex that records what the session writes and never produces data. */
 function recordingSocket(): { socket: Duplex; written: Buffer[] } {
@@ -16,17 +16,14 @@ function recordingSocket(): { socket: Duplex; written: Buffer[] } {
   return { socket, written };
 }
 
-function openSession() {
+function openSession(scheduler: FlushScheduler) {
   const { socket, written } = recordingSocket();
   const connection = new Connection({ side: "server" });
   const session = new DefaultWebSocketSession(
     socket,
     connection,
     { ...DEFAULT_SESSION_OPTIONS, pingPeriod: 0 },
-    {
-      call: undefined,
-      data: undefined,
-    },
+    { call: undefined, data: undefined, scheduler },
   );
   return { session, written };
 }
@@ -35,8 +32,9 @@ const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
 
 describe("writes of a turn are flushed together for every session", () => {
   it("sessions that send in the same turn each write all their frames at the end of the turn", async () => {
-    const a = openSession();
-    const b = openSession();
+    const scheduler = new FlushScheduler();
+    const a = openSession(scheduler);
+    const b = openSession(scheduler);
     void a.session.send("a1");
     void b.session.send("b1");
     void a.session.send("a2");
@@ -48,8 +46,9 @@ describe("writes of a turn are flushed together for every session", () => {
   });
 
   it("a session whose flush throws does not keep the others queued behind it from writing", async () => {
-    const a = openSession();
-    const b = openSession();
+    const scheduler = new FlushScheduler();
+    const a = openSession(scheduler);
+    const b = openSession(scheduler);
     const failing = a.session as unknown as { flushNow(): void };
     failing.flushNow = () => {
       throw new Error("flush bug");
@@ -57,8 +56,7 @@ describe("writes of a turn are flushed together for every session", () => {
     void a.session.send("a1");
     void b.session.send("b1");
     // Run the shared flush by hand so the error can be caught here instead of reaching the process.
-    const flushAll = (DefaultWebSocketSession as unknown as { flushAll(): void }).flushAll;
-    expect(() => flushAll()).toThrow("flush bug");
+    expect(() => scheduler.flushAll()).toThrow("flush bug");
     await nextTurn();
     await nextTurn();
     expect(Buffer.concat(b.written).toString("latin1")).toBe("\x81\x02b1");
