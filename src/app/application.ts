@@ -48,6 +48,8 @@ export class Application implements RouteHost, UpgradeHost {
   readonly tree = new RouteTree<RouteEntry>();
   private readonly plugins = new Map<string, unknown>();
   private readonly liveSessions = new Set<AnySession>();
+  /** Sockets whose upgrade waits for the responses to earlier requests on them (see upgradeInTurn). */
+  private readonly waitingUpgrades = new Set<Duplex>();
   private errorHook: ErrorHook = defaultErrorHook;
   private server: Server | undefined;
   private gate: UpgradeGate | undefined;
@@ -181,6 +183,24 @@ export class Application implements RouteHost, UpgradeHost {
   /** The upgrade path for node:http's requests and for the ones the gate read (DirectRequest). */
   private startUpgrade(req: IncomingMessage | DirectRequest, socket: Duplex, head: Buffer): void {
     socket.on("error", destroySocket);
+    this.upgradeInTurn(req, socket, head);
+  }
+
+  /**
+   * node:http emits 'upgrade' as soon as it has parsed the request, even one pipelined behind requests
+   * whose responses are still to be written: the 101 waits for those (RFC 9112 §9.3.2). Not if the
+   * socket closes or is ended first (a response with `Connection: close` ends the connection).
+   */
+  private upgradeInTurn(req: IncomingMessage | DirectRequest, socket: Duplex, head: Buffer): void {
+    if (socket.destroyed || !socket.writable) return void this.waitingUpgrades.delete(socket);
+    const pending = pendingResponse(socket);
+    if (pending) {
+      // Destroyed by stop(): node:http no longer counts an upgraded socket among its connections.
+      this.waitingUpgrades.add(socket);
+      pending.once("close", () => this.upgradeInTurn(req, socket, head));
+      return;
+    }
+    this.waitingUpgrades.delete(socket);
     try {
       this.routeUpgrade(req, socket, head);
     } catch (error) {
@@ -312,8 +332,24 @@ export class Application implements RouteHost, UpgradeHost {
     const left = [...this.liveSessions];
     for (const s of left) s.terminate();
     server?.closeAllConnections?.();
+    for (const socket of this.waitingUpgrades) socket.destroy();
     await Promise.all([closed, ...left.map((s) => s.closeReason)]);
   }
+}
+
+/**
+ * The response of an earlier request that node:http is still writing on `socket`, if any.
+ *
+ * node:http keeps the response that has the socket as `socket._httpMessage`, and those of later
+ * pipelined requests in a private queue, handing the next one the socket when one finishes. So waiting
+ * until this is empty, asked again after each one's 'close' (a tick after node:http has moved on to the
+ * next), waits for all of them without tracking every request (an attached app does not see the
+ * server's requests). The field is undocumented but has been there since node:http's beginnings; were
+ * it gone, upgrades would just not wait, as before.
+ */
+function pendingResponse(socket: Duplex): ServerResponse | undefined {
+  const message = (socket as { _httpMessage?: unknown })._httpMessage;
+  return message instanceof ServerResponse ? message : undefined;
 }
 
 /** Hands an upgrade request that will not be upgraded to the server's 'request' listeners; closes after. */

@@ -88,10 +88,11 @@ export class HeadBytes {
  * head of each connection (gathered over several reads if need be, up to `maxHeadBytes`; past that
  * node:http answers 431) and, when it is a plain WebSocket upgrade request (see readUpgradeHead),
  * answers it without node:http's parser and request objects. Everything else (other requests, anything
- * unusual) is handed to node:http with its bytes put back, exactly as if it had arrived there first.
- * A connection whose head is not
- * complete `timeout` ms after it was accepted is answered 408 and closed (checked every half timeout,
- * at most once a second: cut off between 1x and 1.5x the timeout).
+ * unusual) is handed to node:http with its bytes put back, exactly as if it had arrived there first;
+ * a head with a bare LF is handed over as soon as the LF arrives (see findHeadEnd). A connection whose
+ * head is not complete `timeout` ms after it was accepted is answered 408 and closed (checked every
+ * half timeout, at most once a second: cut off between 1x and 1.5x the timeout); one whose client
+ * half-closes before a whole head is answered and closed at once (see halfClosed).
  */
 export class UpgradeGate {
   /** Connections whose head is not complete yet, with the time they were accepted (oldest first). */
@@ -103,6 +104,8 @@ export class UpgradeGate {
   private readonly firstData: (this: Socket, chunk: Buffer) => void;
   /** Forgets a connection that closed with part of a head sent. */
   private readonly forget: (this: Socket) => void;
+  /** Answers a connection whose client half-closed (FIN) before a whole head. */
+  private readonly ended: (this: Socket) => void;
 
   constructor(
     private readonly server: Server,
@@ -118,6 +121,9 @@ export class UpgradeGate {
     this.forget = function (this: Socket) {
       gate.partial.delete(this);
       gate.waiting.delete(this);
+    };
+    this.ended = function (this: Socket) {
+      gate.halfClosed(this);
     };
   }
 
@@ -148,6 +154,7 @@ export class UpgradeGate {
   private readonly accept = (socket: Socket): void => {
     this.waiting.set(socket, Date.now());
     socket.on("data", this.firstData);
+    socket.on("end", this.ended);
     socket.on("error", destroySocket);
     // Checked every half timeout (at most once a second): cut off between 1x and 1.5x the timeout.
     this.sweeper ??= setInterval(this.sweep, Math.min(1000, Math.max(10, this.timeout / 2))).unref();
@@ -161,7 +168,7 @@ export class UpgradeGate {
       const seen = before.length;
       chunk = before.append(piece);
       end = findHeadEnd(chunk, seen);
-      if (end > 0 || chunk.length > this.maxHeadBytes) this.partial.delete(socket);
+      if (end >= 0 || chunk.length > this.maxHeadBytes) this.partial.delete(socket);
     } else {
       end = findHeadEnd(chunk);
       if (end < 0 && chunk.length <= this.maxHeadBytes) {
@@ -172,6 +179,7 @@ export class UpgradeGate {
     if (end < 0 && chunk.length <= this.maxHeadBytes) return; // more to come (or the sweep's 408)
     this.waiting.delete(socket);
     socket.removeListener("data", this.firstData);
+    socket.removeListener("end", this.ended);
     socket.removeListener("error", destroySocket);
     const text = end > 0 && end - 4 <= this.maxHeadBytes ? chunk.toString("latin1", 0, end - 4) : undefined;
     const head = text === undefined ? undefined : readUpgradeHead(text, chunk);
@@ -189,6 +197,21 @@ export class UpgradeGate {
     socket.resume();
   }
 
+  /**
+   * The client sent FIN before a whole head: no request can follow, so the connection is answered now
+   * rather than held (half-open: the server allows it) until the 408. As node:http answers: nothing
+   * sent, it just ends its side; part of a head is a parse error (HPE_INVALID_EOF_STATE), which the
+   * application's 'clientError' listener answers 400. Both sides ended, node:net closes the socket.
+   */
+  private halfClosed(socket: Socket): void {
+    const sentPart = this.partial.delete(socket);
+    this.waiting.delete(socket);
+    socket.removeListener("data", this.firstData);
+    socket.removeListener("end", this.ended);
+    if (sentPart) socket.end(closingResponse(400));
+    else socket.end();
+  }
+
   private readonly sweep = (): void => {
     const now = Date.now();
     for (const [socket, since] of this.waiting) {
@@ -197,6 +220,7 @@ export class UpgradeGate {
       this.partial.delete(socket);
       if (socket.destroyed) continue;
       socket.removeListener("data", this.firstData);
+      socket.removeListener("end", this.ended);
       socket.end(closingResponse(408));
       setTimeout(() => socket.destroy(), 1000).unref();
     }

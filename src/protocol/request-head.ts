@@ -21,16 +21,29 @@ export interface UpgradeHead {
 export const MAX_UPGRADE_HEAD_LINES = 64;
 
 const CRLF_CRLF = Buffer.from("\r\n\r\n");
+const CR = 0x0d;
+const LF = 0x0a;
 // RFC 3986 characters only (a narrower set than node:http accepts, which is the point).
 const TARGET = /^[A-Za-z0-9\-._~:/?#[\]@!$&'()*+,;=%]+$/;
 
 /**
- * Where the head ends: the index just past the blank line, or -1 while it is incomplete. `from` lets a
- * caller that appends chunks resume the search near the end of what it searched before.
+ * Where the head ends: the index just past the blank line (CRLF CRLF), or -1 while it is incomplete. `from`
+ * lets a caller that appends chunks resume the search near the end of what it searched before.
+ *
+ * Returns 0 when an incomplete head already has a bare LF (one not after a CR): readUpgradeHead never
+ * accepts such a head, so it is for the full parser now. node:http refuses it as soon as it reads that
+ * LF (unless its lenient parser is on); waiting for a CRLF CRLF that may never come would only hold
+ * that answer back until the handshake timeout.
  */
 export function findHeadEnd(bytes: Buffer, from = 0): number {
   const at = bytes.indexOf(CRLF_CRLF, Math.max(0, from - 3));
-  return at < 0 ? -1 : at + 4;
+  if (at >= 0) return at + 4;
+  // Only incomplete heads are scanned (a whole one with a bare LF is refused by readUpgradeHead), and
+  // only the bytes added since the last search: the ones before have been scanned already.
+  for (let lf = bytes.indexOf(LF, from); lf >= 0; lf = bytes.indexOf(LF, lf + 1)) {
+    if (bytes[lf - 1] !== CR) return 0;
+  }
+  return -1;
 }
 
 /**

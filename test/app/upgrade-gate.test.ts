@@ -2,10 +2,11 @@
  * The upgrade gate of `listen`: a whole, plain upgrade request in the first read is answered by
  * sockway's own reader; every other connection reaches node:http with all of its bytes.
  */
-import type { IncomingMessage } from "node:http";
+import type { IncomingMessage, Server } from "node:http";
+import type { Socket } from "node:net";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { DirectRequest, HeadBytes } from "../../src/app/upgrade-gate.js";
-import { AppError, createApp, WebSockets } from "../../src/index.js";
+import { AppError, type Application, createApp, WebSockets } from "../../src/index.js";
 import { cleanup, onCleanup } from "../helpers/cleanup.js";
 import { openSocket, parseResponse, rawRequest } from "../helpers/http.js";
 import { clientFrame, RawClient } from "../helpers/raw-client.js";
@@ -29,11 +30,26 @@ async function recordingSocket(port: number) {
   return { socket, received: () => Buffer.concat(chunks) };
 }
 
+/** Everything the server sends on a new connection after `send`, until it closes the connection. */
+async function answerTo(port: number, send: (socket: Socket) => void, ms: number): Promise<string> {
+  const { socket, received } = await recordingSocket(port);
+  const closed = new Promise((resolve) => socket.once("close", resolve));
+  send(socket);
+  await within(closed, ms, "the server closing the connection");
+  return received().toString("latin1");
+}
+
+/** The server's open connections, as node:http counts them (the application's server is private). */
+function openConnections(app: Application): Promise<number> {
+  const server = (app as unknown as { server: Server }).server;
+  return new Promise((resolve, reject) => server.getConnections((e, n) => (e ? reject(e) : resolve(n))));
+}
+
 /** An echo route whose beforeUpgrade records call.request, and an HTTP route that echoes bodies. */
-async function gateApp(listen: { upgradeReader?: "sockway" | "node" } = {}) {
+async function gateApp(listen: { upgradeReader?: "sockway" | "node" } = {}, handshakeTimeout = 500) {
   const seen: IncomingMessage[] = [];
   const app = createApp()
-    .install(WebSockets, { handshakeTimeout: 500 })
+    .install(WebSockets, { handshakeTimeout })
     .onError(() => {});
   app.routing((r) => {
     r.webSocket(
@@ -264,6 +280,40 @@ describe("everything else reaches node:http unchanged", () => {
     const { port } = await gateApp();
     const res = await rawRequest(port, upgradeHead(port, "/echo", `X-Big: ${"a".repeat(9000)}\r\n`));
     expect(res.status).toBe(431);
+  });
+});
+
+// These use a 5 s handshakeTimeout and wait at most 1 s: an answer from the gate's 408 sweep cannot pass.
+describe("heads with a bare LF line end", () => {
+  it.each([
+    ["LF LF", "GET /hello HTTP/1.1\nHost: x\n\n"],
+    ["CRLF LF", "GET /hello HTTP/1.1\r\nHost: x\r\n\n"],
+    ["LF CRLF", "GET /hello HTTP/1.1\r\nHost: x\n\r\n"],
+    ["an upgrade head with LF line ends", upgradeHead(1).replaceAll("\r\n", "\n")],
+    ["a request line ending in LF, the rest not sent yet", "GET /echo HTTP/1.1\n"],
+  ])("a head with a bare LF (%s) gets node:http's answer without waiting", async (_what, head) => {
+    const sockway = await gateApp({}, 5000);
+    const node = await gateApp({ upgradeReader: "node" }, 5000);
+    const theirs = await answerTo(node.port, (s) => s.write(head), 1000);
+    expect(parseResponse(Buffer.from(theirs, "latin1")).status).toBe(400);
+    expect(await answerTo(sockway.port, (s) => s.write(head), 1000)).toBe(theirs);
+  });
+});
+
+describe("a client that half-closes before a whole head", () => {
+  it.each([
+    ["no bytes", ""],
+    ["part of a head", "GET /echo HTTP/1.1\r\nHost: x\r\n"],
+  ])("after %s is answered as node:http answers it and released at once", async (_what, part) => {
+    const sockway = await gateApp({}, 5000);
+    const node = await gateApp({ upgradeReader: "node" }, 5000);
+    const halfClose = (s: Socket) => {
+      if (part) s.write(part);
+      s.end();
+    };
+    const theirs = await answerTo(node.port, halfClose, 1000);
+    expect(await answerTo(sockway.port, halfClose, 1000)).toBe(theirs);
+    await until(async () => (await openConnections(sockway.app)) === 0, 1000, "no open connections");
   });
 });
 

@@ -11,10 +11,14 @@ export function within<T>(promise: Promise<T>, ms: number, what: string): Promis
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** Polls `condition` every few milliseconds until it holds; rejects after `ms`. */
-export async function until(condition: () => boolean, ms: number, what: string): Promise<void> {
+/** Polls `condition` (which may be async) every few milliseconds until it holds; rejects after `ms`. */
+export async function until(
+  condition: () => boolean | Promise<boolean>,
+  ms: number,
+  what: string,
+): Promise<void> {
   const deadline = Date.now() + ms;
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await delay(2);
   }

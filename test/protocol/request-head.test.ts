@@ -87,6 +87,23 @@ describe("findHeadEnd", () => {
     expect(findHeadEnd(bytes, bytes.length - 5)).toBe(bytes.length - 4);
     expect(findHeadEnd(Buffer.from("GET / HTTP/1.1\r\nHost: x\r\n"))).toBe(-1);
   });
+
+  it.each([
+    ["LF LF", "GET / HTTP/1.1\nHost: x\n\n"],
+    ["CRLF LF", "GET / HTTP/1.1\r\nHost: x\r\n\n"],
+    ["LF CRLF", "GET / HTTP/1.1\r\nHost: x\n\r\n"],
+    ["a request line ending in a bare LF, the rest not sent yet", "GET / HTTP/1.1\n"],
+  ])("gives up at once (0) on a bare LF before any CRLF CRLF: %s", (_what, text) => {
+    expect(findHeadEnd(Buffer.from(text))).toBe(0);
+  });
+
+  it("finds a bare LF in the bytes appended since the last search", () => {
+    const bytes = Buffer.from("GET / HTTP/1.1\r\nHost: x\n");
+    expect(findHeadEnd(bytes.subarray(0, 20))).toBe(-1);
+    expect(findHeadEnd(bytes, 20)).toBe(0);
+    // A CR at the end of one read and its LF at the start of the next is no bare LF.
+    expect(findHeadEnd(Buffer.from("GET / HTTP/1.1\r\nHost: x\r\n"), 24)).toBe(-1);
+  });
 });
 
 describe("readUpgradeHead: what it accepts reads as node:http reads it", () => {
