@@ -6,7 +6,7 @@ import { Opcode } from "../protocol/index.js";
  * A default session's `incoming` yields only whole `TextFrame`s and `BinaryFrame`s (`fin` true);
  * a raw session yields every frame, fragments and control frames included.
  */
-abstract class BaseFrame {
+export abstract class BaseFrame {
   constructor(
     /** The payload, unmasked (and decompressed, where an extension applied). */
     readonly data: Buffer,

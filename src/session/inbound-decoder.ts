@@ -2,6 +2,8 @@ import type { Buffer } from "node:buffer";
 import type { MessageCodec } from "../extensions/index.js";
 import { type IncomingQueue, ITEM_OVERHEAD } from "./incoming-queue.js";
 
+const EMPTY = new Uint8Array(0);
+
 /** What the decoder reports to its session. */
 export interface DecoderOwner {
   /** A decode failed (corrupt data, too big, codec closed): fail the connection with it. */
@@ -86,7 +88,7 @@ export class InboundDecoder<F extends { data: Uint8Array }> {
   private add(p: Pending<F>): void {
     if (this.failed) return;
     this.pending.push(p);
-    this.waitingCost += ITEM_OVERHEAD + (p.data?.length ?? 0);
+    this.waitingCost += ITEM_OVERHEAD + (p.data ?? p.item?.data ?? EMPTY).length;
     this.pump();
   }
 
@@ -96,7 +98,7 @@ export class InboundDecoder<F extends { data: Uint8Array }> {
       const head = pending[0]!;
       if (head.make === undefined) {
         pending.shift();
-        this.waitingCost -= ITEM_OVERHEAD;
+        this.waitingCost -= ITEM_OVERHEAD + (head.item?.data ?? EMPTY).length;
         if (head.item !== undefined) this.incoming.push(head.item);
         else this.incoming.end();
         continue;

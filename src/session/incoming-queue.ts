@@ -9,8 +9,8 @@ const NONE: never[] = Object.freeze([]) as never[];
  * in the queue (measured at about 180 B with `node --expose-gc`, rounded up).
  */
 export const ITEM_OVERHEAD = 192;
-/** A queued payload that would keep more than this many unrelated bytes of a read buffer alive is copied. */
-export const COPY_SLACK = 4096;
+/** A copied payload may keep at most this much of someone else's memory alive. */
+const COPY_SLACK = 4096;
 
 /** Who is told when the queue fills, drains and is read to its end (an object, not closures). */
 export interface IncomingQueueOwner {
@@ -20,38 +20,23 @@ export interface IncomingQueueOwner {
   incomingReadToEnd(): void;
 }
 
-/**
- * What a queued payload really holds: its backing store when it is a view of a read buffer not much
- * larger than itself (that buffer stays alive while it waits), otherwise its own bytes (its own
- * allocation, or a copy in Node's shared pool).
- */
-export function retainedBytes(data: Uint8Array): number {
-  const backing = data.buffer.byteLength;
-  return backing <= data.length + COPY_SLACK ? Math.max(backing, data.length) : data.length;
-}
-
-/** The cost charged for one queued item. */
-export function itemCost(data: Uint8Array): number {
-  return ITEM_OVERHEAD + retainedBytes(data);
-}
-
-/**
- * Copies a payload that is a small view of a much larger buffer (a socket read, a zlib output chunk),
- * so that queueing it does not keep the rest of that buffer alive.
- */
+/** A payload of its own: copied unless it already is the whole of its memory, or close to it. */
 export function compact(data: Buffer): Buffer {
   return data.buffer.byteLength > data.length + COPY_SLACK ? Buffer.from(data) : data;
 }
 
 /**
- * The receive side of a session: an async-iterable queue bounded by what its items cost in memory
- * (`itemCost`: payload, the read buffer it keeps alive, and a fixed charge per item, so a flood of empty
- * messages fills it too). Past `limit` it asks the owner to pause reading (TCP then pushes back on the
+ * The receive side of a session: an async-iterable queue bounded by what its items cost in memory: each
+ * is charged its payload, a fixed `ITEM_OVERHEAD`, and whatever else its owner says it keeps alive
+ * (`chargeLast`: the rest of a read buffer the payload is a view of), so a flood of empty messages
+ * fills it too. Past `limit` it asks the owner to pause reading (TCP then pushes back on the
  * peer); once the consumer has taken it back down to half the limit, to resume.
  * It is its own iterator, so iterating allocates nothing per session.
  */
 export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncIterable<T>, AsyncIterator<T> {
   private items: T[] = NONE as T[];
+  /** What each queued item was charged, beside it. */
+  private costs: number[] = NONE as number[];
   private head = 0;
   private charged = 0;
   private paused = false;
@@ -89,17 +74,36 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
     return this.ended;
   }
 
-  push(item: T): void {
-    if (this.ended) return;
+  /** Queues an item, or hands it to a waiting reader. Returns true if it was queued. */
+  push(item: T): boolean {
+    if (this.ended) return false;
     const waiter = this.waiter;
     if (waiter) {
       this.waiter = undefined;
       waiter({ value: item, done: false });
-      return;
+      return false;
     }
-    if (this.items === NONE) this.items = [];
+    if (this.items === NONE) {
+      this.items = [];
+      this.costs = [];
+    }
     this.items.push(item);
-    this.charged += itemCost(item.data);
+    const cost = ITEM_OVERHEAD + item.data.length;
+    this.costs.push(cost);
+    this.add(cost);
+    return true;
+  }
+
+  /** Charges `bytes` more to the last queued item: memory it keeps alive beside its payload. */
+  chargeLast(bytes: number): void {
+    const last = this.costs.length - 1;
+    if (last < this.head || bytes <= 0) return;
+    this.costs[last]! += bytes;
+    this.add(bytes);
+  }
+
+  private add(cost: number): void {
+    this.charged += cost;
     if (!this.paused && this.charged > this.limit) {
       this.paused = true;
       this.owner.incomingFull();
@@ -121,6 +125,7 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
   /** Drops what is queued (the session is gone and nobody will read it). */
   clear(): void {
     this.items = NONE as T[];
+    this.costs = NONE as number[];
     this.head = 0;
     this.charged = 0;
   }
@@ -134,12 +139,13 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
   next(): Promise<IteratorResult<T>> {
     if (this.head < this.items.length) {
       const item = this.items[this.head]!;
+      this.charged -= this.costs[this.head]!;
       this.items[this.head++] = undefined as unknown as T; // release for GC
       if (this.head === this.items.length) {
         this.items = NONE as T[];
+        this.costs = NONE as number[];
         this.head = 0;
       }
-      this.charged -= itemCost(item.data);
       if (this.paused && this.charged <= this.limit / 2) {
         this.paused = false;
         this.owner.incomingDrained();

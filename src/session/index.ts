@@ -13,7 +13,7 @@ export {
   TextFrame,
   type WebSocketFrame,
 } from "./frames.js";
-export { IncomingQueue, ITEM_OVERHEAD, itemCost } from "./incoming-queue.js";
+export { IncomingQueue, ITEM_OVERHEAD } from "./incoming-queue.js";
 export { DEFAULT_SESSION_OPTIONS, resolveSessionOptions, type SessionOptions } from "./options.js";
 export { OutboundQueue } from "./outbound-queue.js";
 export { RawWebSocketSession } from "./raw-session.js";

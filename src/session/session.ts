@@ -17,7 +17,7 @@ import {
 import { CloseReason } from "./close-reason.js";
 import { SessionError } from "./errors.js";
 import { type Flushable, FlushScheduler } from "./flush-scheduler.js";
-import type { WebSocketFrame } from "./frames.js";
+import { BaseFrame, type WebSocketFrame } from "./frames.js";
 import { type DecoderOwner, InboundDecoder } from "./inbound-decoder.js";
 import { compact, IncomingQueue, type IncomingQueueOwner } from "./incoming-queue.js";
 import type { SessionOptions } from "./options.js";
@@ -100,6 +100,8 @@ type SessionSocket = Duplex & { [SESSION]: AnySession };
 
 /** Heap bytes charged per frame queued in the connection beside its bytes (measured ~180 B). */
 export const FRAME_OVERHEAD = 192;
+/** Reads up to this size are kept whole by what is queued from them (and charged for it). */
+const SMALL_READ = 16 * 1024;
 /** After one read brings this many frames, reading pauses until the next turn so other peers get theirs. */
 export const FRAMES_PER_TURN = 4096;
 
@@ -156,6 +158,9 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   private decoder: InboundDecoder<F> | undefined;
   private flags = 0;
   private pausedFor = 0;
+  // While one read is being delivered (see onData).
+  private copyQueued = false;
+  private queuedFromRead = 0;
   private timer: NodeJS.Timeout | undefined;
   private pingCounter = 0;
   private expectedPong: Buffer | undefined;
@@ -298,13 +303,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     if (typeof data === "string") {
       opcode = Opcode.Text;
       payload = Buffer.from(data, "utf8");
-    } else if (data instanceof Uint8Array) {
-      payload = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    } else if (data instanceof ArrayBuffer) {
-      payload = Buffer.from(data);
-    } else if (ArrayBuffer.isView(data)) {
-      payload = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    } else if (isFrame(data)) {
+    } else if (data instanceof BaseFrame) {
       if (data.type === "close") return this.closeWithPayload(data.data);
       try {
         this.checkFrame(data);
@@ -315,6 +314,12 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
       payload = data.data;
       fin = data.fin;
       rsv1 = data.rsv1;
+    } else if (data instanceof Uint8Array) {
+      payload = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    } else if (data instanceof ArrayBuffer) {
+      payload = Buffer.from(data);
+    } else if (ArrayBuffer.isView(data)) {
+      payload = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     } else {
       return Promise.reject(
         new UsageError("INVALID_FRAME", "send takes a string, an ArrayBuffer or view of one, or a frame"),
@@ -443,14 +448,30 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     const conn = this.connection;
     conn.receiveData(chunk);
     const events = conn.takeEvents();
-    for (let i = 0; i < events.length; i++) {
-      const event = events[i]!;
-      if (event.type === "pong") this.onPong(event.data);
-      this.onProtocolEvent(event);
-      if (event.type === "close") this.peerClosed();
+    const n = events.length;
+    if (n > 0) {
+      // Payloads are views of this read. If what may wait in `incoming` is a small part of it (the rest
+      // pings, headers, or messages taken at once), queued payloads are copied so the read can go;
+      // otherwise the read's other bytes are charged to the last item queued from it.
+      // A small read is charged whole, without looking further.
+      if (chunk.length > SMALL_READ) {
+        let payloadBytes = 0;
+        for (let i = 0; i < n; i++) payloadBytes += eventBytes(events[i]!);
+        this.copyQueued = payloadBytes * 4 < chunk.length;
+      }
+      this.queuedFromRead = 0;
+      for (let i = 0; i < n; i++) {
+        const event = events[i]!;
+        if (event.type === "pong") this.onPong(event.data);
+        this.onProtocolEvent(event);
+        if (event.type === "close") this.peerClosed();
+      }
+      if (!this.copyQueued && this.queuedFromRead > 0) this.incoming.chargeLast(chunk.length - this.queuedFromRead);
+      this.queuedFromRead = 0;
+      this.copyQueued = false;
     }
     if (conn.failure) this.failed(conn.failure, false);
-    if (events.length >= FRAMES_PER_TURN && this.phase !== "closed") {
+    if (n >= FRAMES_PER_TURN && this.phase !== "closed") {
       // A flood from one peer: let every other connection have this turn before reading more.
       this.pauseReading(PAUSED_TURN);
       this.scheduleFlush();
@@ -459,9 +480,10 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     if (conn.state === "closed" && this.phase === "close-sent") this.startDraining();
   }
 
-  /** A received payload as it may be kept: copied if it would wait in the queue holding a larger buffer. */
+  /** A received payload as it may be kept (see `onData`). */
   protected keep(payload: Buffer): Buffer {
-    return this.incoming.readerWaiting ? payload : compact(payload);
+    if (this.decoder !== undefined && !this.decoder.idle) return compact(payload); // waits behind a decode
+    return this.copyQueued && !this.incoming.readerWaiting ? Buffer.from(payload) : payload;
   }
 
   /** Delivers a whole received message, decoding it first when the extension compressed it. */
@@ -482,7 +504,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   protected deliver(item: F): void {
     const decoder = this.decoder;
     if (decoder !== undefined) decoder.deliver(item);
-    else this.incoming.push(item);
+    else if (this.incoming.push(item)) this.queuedFromRead += item.data.length;
   }
 
   /** Decodes compressed data (a message, or with `final` false one fragment) in order, then `make`s an item. */
@@ -499,7 +521,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
       return;
     }
     this.decoder ??= new InboundDecoder(codec, this.incoming, () => this.options.maxFrameSize, this);
-    this.decoder.decode(data, final, make);
+    this.decoder.decode(this.decoder.idle ? data : compact(data), final, make);
     if (this.decoder.cost > this.options.incomingBufferLimit) this.pauseReading(PAUSED_DECODING);
   }
 
@@ -943,13 +965,19 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   }
 }
 
-function isFrame(data: unknown): data is WebSocketFrame {
-  return (
-    typeof data === "object" &&
-    data !== null &&
-    typeof (data as WebSocketFrame).type === "string" &&
-    (data as WebSocketFrame).data instanceof Uint8Array
-  );
+/** Payload bytes an event may leave in `incoming`. */
+function eventBytes(event: ProtocolEvent): number {
+  switch (event.type) {
+    case "text":
+    case "binary":
+    case "ping":
+    case "pong":
+      return event.data.length;
+    case "frame":
+      return event.frame.payload.length;
+    default:
+      return 0;
+  }
 }
 
 // Socket listeners shared by every session (called with the socket as `this`).
