@@ -9,6 +9,7 @@
  */
 export * from "./app/index.js";
 export {
+  type AcceptedExtension,
   type MessageCodec,
   type PermessageDeflateOptions,
   permessageDeflate,
@@ -16,6 +17,7 @@ export {
 } from "./extensions/index.js";
 export {
   CloseCode,
+  type ExtensionOffer,
   HandshakeError,
   type HandshakeErrorCode,
   ProtocolError,
@@ -23,7 +25,7 @@ export {
   UsageError,
   type UsageErrorCode,
 } from "./protocol/index.js";
-export type { PathParams } from "./routing/index.js";
+export { type PathParams, RoutePatternError } from "./routing/index.js";
 export {
   BinaryFrame,
   CloseFrame,

@@ -44,8 +44,7 @@ const defaultErrorHook: ErrorHook = (error, kind) => {
 /**
  * A sockway application: plugins, routes, and an engine on node:http. Create it with `createApp()`.
  */
-export class Application implements RouteHost, UpgradeHost {
-  readonly tree = new RouteTree<RouteEntry>();
+export class Application {
   private readonly plugins = new Map<string, unknown>();
   private readonly liveSessions = new Set<AnySession>();
   /** Sockets whose upgrade waits for the responses to earlier requests on them (see upgradeInTurn). */
@@ -54,6 +53,38 @@ export class Application implements RouteHost, UpgradeHost {
   private server: Server | undefined;
   private gate: UpgradeGate | undefined;
   private stopping = false;
+  /**
+   * @internal What the routes builder and the upgrade path need from the application, kept off its
+   * public surface.
+   */
+  readonly host: RouteHost & UpgradeHost;
+
+  constructor() {
+    const app = this;
+    const tree = new RouteTree<RouteEntry>();
+    const reportError = (error: unknown, kind: ErrorKind) => app.reportError(error, kind);
+    this.host = {
+      tree,
+      get webSocketsInstalled() {
+        return app.plugins.has(WebSockets.key);
+      },
+      get config() {
+        return app.webSocketsConfig();
+      },
+      get accepting() {
+        return !app.stopping;
+      },
+      reportError,
+      scheduler: new FlushScheduler(),
+      // One object for the whole application, not one per connection.
+      sessionHooks: {
+        onError: reportError,
+        onEnd: (session) => app.liveSessions.delete(session as AnySession),
+      },
+      sessionStarted: (session) => app.liveSessions.add(session),
+      sessionEnded: (session) => app.liveSessions.delete(session),
+    };
+  }
 
   /** Installs a plugin with its options. Each plugin once. */
   install<O, C>(plugin: Plugin<O, C>, options?: O): this {
@@ -66,7 +97,7 @@ export class Application implements RouteHost, UpgradeHost {
 
   /** Defines routes: `app.routing((r) => { r.webSocket("/echo", handler) })`. */
   routing(build: (route: Route<"">) => void): this {
-    build(new Route(this, ""));
+    build(new Route(this.host, ""));
     return this;
   }
 
@@ -76,49 +107,24 @@ export class Application implements RouteHost, UpgradeHost {
     return this;
   }
 
-  get webSocketsInstalled(): boolean {
-    return this.plugins.has(WebSockets.key);
+  /** Sessions not yet ended (closing ones included: check `isOpen`), of every WebSocket route. */
+  get sessions(): ReadonlySet<SessionHandle<ApplicationCall>> {
+    return this.liveSessions;
   }
 
-  get config(): WebSocketsConfig {
+  private webSocketsConfig(): WebSocketsConfig {
     const config = this.plugins.get(WebSockets.key) as WebSocketsConfig | undefined;
     if (!config)
       throw new AppError("PLUGIN_MISSING", "the WebSockets plugin is not installed: app.install(WebSockets)");
     return config;
   }
 
-  get accepting(): boolean {
-    return !this.stopping;
-  }
-
-  /** Sessions not yet ended (closing ones included: check `isOpen`), of every WebSocket route. */
-  get sessions(): ReadonlySet<SessionHandle<ApplicationCall>> {
-    return this.liveSessions;
-  }
-
-  reportError(error: unknown, kind: ErrorKind): void {
+  private reportError(error: unknown, kind: ErrorKind): void {
     try {
       this.errorHook(error, kind);
     } catch {
       // An error hook that throws must not take the connection or the process down.
     }
-  }
-
-  /** @internal Writes the output of this application's sessions once per event-loop turn. */
-  readonly scheduler = new FlushScheduler();
-
-  /** Given to every session: one object for the whole application, not one per connection. */
-  readonly sessionHooks: SessionHooks = {
-    onError: (error, kind) => this.reportError(error, kind),
-    onEnd: (session) => this.sessionEnded(session as AnySession),
-  };
-
-  sessionStarted(session: AnySession): void {
-    this.liveSessions.add(session);
-  }
-
-  sessionEnded(session: AnySession): void {
-    this.liveSessions.delete(session);
   }
 
   // ---- HTTP -------------------------------------------------------------------------------------
@@ -226,9 +232,9 @@ export class Application implements RouteHost, UpgradeHost {
       wsMatches.length === 0
     )
       return answerAsHttp(this.server, req, socket);
-    if (wsMatches.length === 0 || !this.webSocketsInstalled)
+    if (wsMatches.length === 0 || !this.host.webSocketsInstalled)
       return refuse(socket, 404, "No WebSocket route here\n");
-    upgrade(this, req, socket, head, wsMatches, path, query).catch((error: unknown) => {
+    upgrade(this.host, req, socket, head, wsMatches, path, query).catch((error: unknown) => {
       this.reportError(error, "handler");
       refuse(socket, 500, "Internal Server Error\n");
     });
@@ -243,7 +249,7 @@ export class Application implements RouteHost, UpgradeHost {
 
   private matchPath(path: string): RouteMatch<RouteEntry>[] | undefined {
     try {
-      return this.tree.match(path);
+      return this.host.tree.match(path);
     } catch (error) {
       if (error instanceof RoutePathError) return undefined;
       throw error;
@@ -262,7 +268,7 @@ export class Application implements RouteHost, UpgradeHost {
         "INVALID_OPTION",
         `upgradeReader: "sockway" or "node", not ${JSON.stringify(reader)}`,
       );
-    const ws = this.webSocketsInstalled ? this.config : undefined;
+    const ws = this.host.webSocketsInstalled ? this.webSocketsConfig() : undefined;
     const serverOptions = {
       maxHeaderSize: ws?.maxHeaderSize ?? 8 * 1024,
       headersTimeout: ws?.handshakeTimeout ?? 10_000,

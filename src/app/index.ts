@@ -20,6 +20,5 @@ export {
   DEFAULT_MAX_HEADER_SIZE,
   type Plugin,
   WebSockets,
-  type WebSocketsConfig,
   type WebSocketsOptions,
 } from "./websockets-plugin.js";

@@ -57,6 +57,7 @@ export interface RouteHost {
  * prefixes of enclosing `route` calls included.
  */
 export class Route<P extends string = ""> {
+  /** @internal Routes are made by `app.routing`. */
   constructor(
     private readonly host: RouteHost,
     readonly path: P,

@@ -68,12 +68,7 @@ export const WebSockets: Plugin<WebSocketsOptions, WebSocketsConfig> = {
       masking: _masking,
       ...sessionOptions
     } = options;
-    let session: SessionOptions;
-    try {
-      session = resolveSessionOptions(sessionOptions);
-    } catch (error) {
-      throw new AppError("INVALID_OPTION", (error as Error).message);
-    }
+    const session: SessionOptions = resolveSessionOptions(sessionOptions);
     return {
       session,
       extensions: [...(extensions ?? [])],

@@ -1,4 +1,4 @@
-import type { ExtensionOffer } from "../protocol/index.js";
+import { AppError, type ExtensionOffer } from "../protocol/index.js";
 import { DeflateCodec } from "./deflate-codec.js";
 import type { AcceptedExtension, ServerExtension } from "./extension.js";
 import { ConcurrencyLimiter } from "./zlib-limiter.js";
@@ -72,7 +72,8 @@ export function parseDeflateOffer(offer: ExtensionOffer): Params | undefined {
 
 function checkRange(name: string, value: number, min: number, max: number): number {
   if (!Number.isInteger(value) || value < min || value > max) {
-    throw new TypeError(
+    throw new AppError(
+      "INVALID_OPTION",
       `permessageDeflate option ${name} must be an integer from ${min} to ${max}, got ${value}`,
     );
   }
@@ -86,7 +87,7 @@ export function permessageDeflate(options: PermessageDeflateOptions = {}): Serve
   const memLevel = checkRange("memLevel", options.memLevel ?? 8, 1, 9);
   const serverMax = checkRange("serverMaxWindowBits", options.serverMaxWindowBits ?? 15, 9, 15);
   const clientMax = checkRange("clientMaxWindowBits", options.clientMaxWindowBits ?? 15, 8, 15);
-  const limiter = new ConcurrencyLimiter(options.concurrency ?? 10);
+  const limiter = new ConcurrencyLimiter(checkRange("concurrency", options.concurrency ?? 10, 1, 1_000_000));
 
   const accept = (offer: Params): AcceptedExtension | undefined => {
     const serverBits = Math.min(serverMax, offer.serverMaxWindowBits ?? 15);

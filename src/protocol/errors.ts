@@ -85,3 +85,26 @@ export class UsageError extends Error {
     super(message);
   }
 }
+
+/** Stable codes for mistakes in how an application is put together. */
+export type AppErrorCode =
+  | "PLUGIN_MISSING"
+  | "PLUGIN_ALREADY_INSTALLED"
+  | "INVALID_OPTION"
+  | "INVALID_REJECTION"
+  | "REQUEST_RELEASED"
+  | "ALREADY_LISTENING";
+
+/**
+ * The application is put together wrongly (an option out of range, a plugin missing). Defined here,
+ * with sockway's other typed errors, so that every layer (extensions, sessions, the app) throws the same.
+ */
+export class AppError extends Error {
+  override readonly name = "AppError";
+  constructor(
+    readonly code: AppErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}

@@ -12,6 +12,8 @@ export {
   truncateReason,
 } from "./connection.js";
 export {
+  AppError,
+  type AppErrorCode,
   HandshakeError,
   type HandshakeErrorCode,
   ProtocolError,

@@ -2,13 +2,11 @@ import { CloseCode } from "../protocol/index.js";
 
 const NAMES = new Map<number, string>(Object.entries(CloseCode).map(([name, code]) => [code, name]));
 
-/** Why a session ended: a close code (see `CloseReason.Codes`) and a message. */
+/** Why a session ended: a close code (see `CloseCode`) and its reason text. */
 export class CloseReason {
-  static readonly Codes = CloseCode;
-
   constructor(
     readonly code: number,
-    readonly message = "",
+    readonly reason = "",
   ) {}
 
   /** The registered name of the code ("Normal", "GoingAway", ...), if it has one. */
@@ -17,6 +15,6 @@ export class CloseReason {
   }
 
   toString(): string {
-    return `CloseReason(${this.knownReason ?? this.code}${this.message ? `, ${this.message}` : ""})`;
+    return `CloseReason(${this.knownReason ?? this.code}${this.reason ? `, ${this.reason}` : ""})`;
   }
 }

@@ -67,7 +67,8 @@ const bytes = (data: string | Uint8Array): Buffer =>
       ? data
       : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 
-/** Frame constructors: `Frame.text("hi")`, `Frame.binary(bytes)`, `Frame.ping()`. */
+/** Any frame (the type), and frame constructors (the value): `Frame.text("hi")`, `Frame.binary(bytes)`, `Frame.ping()`. */
+export type Frame = WebSocketFrame;
 export const Frame = {
   text: (data: string | Uint8Array, fin = true) => new TextFrame(bytes(data), fin),
   binary: (data: Uint8Array, fin = true) => new BinaryFrame(bytes(data), fin),

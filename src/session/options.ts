@@ -1,3 +1,5 @@
+import { AppError } from "../protocol/index.js";
+
 /** Limits and timings of one session. Every field has a default in `DEFAULT_SESSION_OPTIONS`. */
 export interface SessionOptions {
   /** Milliseconds between keepalive pings; 0 disables them. */
@@ -33,11 +35,22 @@ export function resolveSessionOptions(given: Partial<SessionOptions> = {}): Sess
     if (value === undefined) continue;
     if (!(key in DEFAULT_SESSION_OPTIONS)) continue;
     if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
-      throw new TypeError(`WebSockets option ${key} must be a non-negative integer, got ${String(value)}`);
+      throw new AppError(
+        "INVALID_OPTION",
+        `WebSockets option ${key} must be a non-negative integer, got ${String(value)}`,
+      );
     }
     out[key] = value;
   }
-  if (out.maxFrameSize < 125) throw new TypeError("WebSockets option maxFrameSize must be at least 125");
-  if (out.maxFragments < 1) throw new TypeError("WebSockets option maxFragments must be at least 1");
+  if (out.maxFrameSize < 125)
+    throw new AppError("INVALID_OPTION", "WebSockets option maxFrameSize must be at least 125");
+  if (out.maxFragments < 1)
+    throw new AppError("INVALID_OPTION", "WebSockets option maxFragments must be at least 1");
+  // Otherwise sends would be refused before backpressure ever made them wait.
+  if (out.outgoingBufferLimit < out.outgoingHighWaterMark)
+    throw new AppError(
+      "INVALID_OPTION",
+      `WebSockets option outgoingBufferLimit (${out.outgoingBufferLimit}) must be at least outgoingHighWaterMark (${out.outgoingHighWaterMark})`,
+    );
   return out;
 }

@@ -129,7 +129,9 @@ const PAUSED_FAILED = 8;
  * `F` is what `incoming` yields; `C` the call (request) information; `D` the per-session user data.
  */
 export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unknown, D = unknown>
-  implements SessionHandle<C>, Flushable, IncomingQueueOwner, DecoderOwner, OutboundSink
+  // Also the owner its queues call back (IncomingQueueOwner, DecoderOwner, OutboundSink, Flushable): those
+  // methods are internal, so the interfaces are met structurally rather than declared here.
+  implements SessionHandle<C>
 {
   /** Per-session user data, from the route's `beforeUpgrade` hook. */
   data: D;
@@ -389,7 +391,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     let r: string;
     if (code instanceof CloseReason) {
       c = code.code;
-      r = code.message;
+      r = code.reason;
     } else {
       c = code ?? CloseCode.Normal;
       r = reason ?? "";
@@ -466,7 +468,8 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
         this.onProtocolEvent(event);
         if (event.type === "close") this.peerClosed();
       }
-      if (!this.copyQueued && this.queuedFromRead > 0) this.incoming.chargeLast(chunk.length - this.queuedFromRead);
+      if (!this.copyQueued && this.queuedFromRead > 0)
+        this.incoming.chargeLast(chunk.length - this.queuedFromRead);
       this.queuedFromRead = 0;
       this.copyQueued = false;
     }

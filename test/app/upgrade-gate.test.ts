@@ -177,7 +177,7 @@ describe("a bug on the upgrade path", () => {
       app.routing((r) => r.webSocket("/", async () => {}));
       const { port } = await app.listen({ host: "127.0.0.1", port: 0, upgradeReader });
       onCleanup(() => app.stop({ grace: 0 }));
-      const match = vi.spyOn(app.tree, "match").mockImplementation(() => {
+      const match = vi.spyOn(app.host.tree, "match").mockImplementation(() => {
         throw new Error("a bug");
       });
       const res = await rawRequest(port, upgradeHead(port, "/"));

@@ -30,7 +30,7 @@ describe("WebSockets plugin", () => {
   it("an app without the plugin still serves HTTP routes", () => {
     const app = createApp();
     expect(() => app.routing((r) => r.get("/", (call) => call.respondText("hi")))).not.toThrow();
-    expect(app.webSocketsInstalled).toBe(false);
+    expect(app.host.webSocketsInstalled).toBe(false);
   });
 
   it("installing twice throws PLUGIN_ALREADY_INSTALLED", () => {
@@ -50,6 +50,10 @@ describe("WebSockets plugin", () => {
     ["masking: true", { masking: true }],
     ["zero handshakeTimeout", { handshakeTimeout: 0 }],
     ["negative maxHeaderSize", { maxHeaderSize: -5 }],
+    [
+      "outgoingBufferLimit under outgoingHighWaterMark",
+      { outgoingBufferLimit: 1000, outgoingHighWaterMark: 2000 },
+    ],
   ])("rejects %s with AppError INVALID_OPTION", (_name, options) => {
     const error = thrown(() => createApp().install(WebSockets, options));
     expect(error).toBeInstanceOf(AppError);
@@ -65,8 +69,8 @@ describe("WebSockets plugin", () => {
 
   it("accepts masking: false and pingPeriod: 0", () => {
     const app = createApp().install(WebSockets, { masking: false, pingPeriod: 0, timeout: 0 });
-    expect(app.config.session.pingPeriod).toBe(0);
-    expect(app.config.session.timeout).toBe(0);
+    expect(app.host.config.session.pingPeriod).toBe(0);
+    expect(app.host.config.session.timeout).toBe(0);
   });
 
   it("a route protocol that is not a token throws INVALID_OPTION at definition time", () => {

@@ -388,11 +388,16 @@ describe("permessageDeflate option validation", () => {
       { threshold: Number.NaN },
       "permessageDeflate option threshold must be an integer from 0 to 9007199254740991, got NaN",
     ],
-    [{ concurrency: 0 }, "concurrency limit must be a positive integer"],
-    [{ concurrency: 2.5 }, "concurrency limit must be a positive integer"],
-  ])("throws a TypeError for %o", (options, message) => {
-    expect(() => permessageDeflate(options)).toThrow(new TypeError(message));
-    expect(() => permessageDeflate(options)).toThrow(TypeError);
+    [{ concurrency: 0 }, "permessageDeflate option concurrency must be an integer from 1 to 1000000, got 0"],
+    [
+      { concurrency: 2.5 },
+      "permessageDeflate option concurrency must be an integer from 1 to 1000000, got 2.5",
+    ],
+  ])("throws AppError INVALID_OPTION for %o", (options, message) => {
+    expect(() => permessageDeflate(options)).toThrow(message);
+    expect(() => permessageDeflate(options)).toThrow(
+      expect.objectContaining({ name: "AppError", code: "INVALID_OPTION" }),
+    );
   });
 
   it.each<PermessageDeflateOptions>([

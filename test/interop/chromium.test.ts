@@ -235,7 +235,7 @@ describe("Chromium raw WebSocket ↔ sockway echo", { timeout: TIMEOUT }, () => 
     expect(results.close).toEqual({ code: 1000, reason: "", wasClean: true });
     expect(await within(s.closeReason, 5000, "the session's closeReason")).toMatchObject({
       code: 1000,
-      message: "done",
+      reason: "done",
     });
     await page.close();
   });

@@ -92,7 +92,7 @@ export function sha256(data: Uint8Array | string): string {
 /** A close reason as a plain object, for `toEqual`. */
 export async function closeOf(session: AnyDefaultSession): Promise<{ code: number; message: string }> {
   const reason = await session.closeReason;
-  return { code: reason.code, message: reason.message };
+  return { code: reason.code, message: reason.reason };
 }
 
 /** Rejects after `ms` with a message naming what was awaited. */

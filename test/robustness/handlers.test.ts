@@ -88,7 +88,7 @@ describe("handlers that never return", () => {
     await expectClose(c, 1001);
     const reason = await closeReasonWithin(session, 1500);
     expect(reason?.code).toBe(1001);
-    expect(reason?.message).toBe("leaving");
+    expect(reason?.reason).toBe("leaving");
     expect(session.signal.aborted).toBe(true);
     expect(server.app.sessions.has(session)).toBe(false);
     expect(server.errors).toEqual([]);

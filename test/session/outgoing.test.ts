@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { CloseReason, Frame } from "../../src/index.js";
+import { CloseCode, Frame } from "../../src/index.js";
 import { startApp } from "../helpers/app.js";
 import { cleanup } from "../helpers/cleanup.js";
 import { within } from "../helpers/wait.js";
@@ -39,6 +39,6 @@ describe("session.outgoing, the sending side as a stream", () => {
     expect(await client.nextText()).toBe("before");
     expect(await within(client.closed, 2000, "the close")).toEqual({ code: 1001, reason: "" });
     expect((refused as { code?: string }).code).toBe("SESSION_CLOSED");
-    expect(CloseReason.Codes.GoingAway).toBe(1001);
+    expect(CloseCode.GoingAway).toBe(1001);
   });
 });

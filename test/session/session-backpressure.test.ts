@@ -141,7 +141,11 @@ describe("backpressure: outgoing", () => {
         });
       },
       // Room for four 64 KiB messages with their frame headers, not for a fifth.
-      { outgoingBufferLimit: 4 * 64 * KiB + KiB, pingPeriod: 0 },
+      {
+        outgoingBufferLimit: 4 * 64 * KiB + KiB,
+        outgoingHighWaterMark: 64 * KiB,
+        pingPeriod: 0,
+      },
     );
     const client = await RawClient.connect(port, "/ws");
     const results = await within(outcome.promise, 2000, "the sends to settle");

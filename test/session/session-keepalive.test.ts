@@ -34,7 +34,7 @@ describe("keepalive pings", () => {
     expect(elapsed).toBeGreaterThanOrEqual(130); // one period, then the whole timeout
     expect(elapsed).toBeLessThan(1500);
     const reason = await within((await app.session).closeReason, 2000, "closeReason");
-    expect([reason.code, reason.message]).toEqual([1011, "Ping timeout"]);
+    expect([reason.code, reason.reason]).toEqual([1011, "Ping timeout"]);
     await within(client.closed, 2000, "the connection to be gone");
     expect(app.errors).toEqual([]);
   });

@@ -48,7 +48,7 @@ describe("session lifecycle: the handler ends the session", () => {
     expect(await settledWithin(s.closeReason, 50)).toBe(false); // waits for the peer's Close frame
     client.sendClose(1000);
     const reason = await within(s.closeReason, 2000, "closeReason");
-    expect([reason.code, reason.message]).toEqual([1000, ""]);
+    expect([reason.code, reason.reason]).toEqual([1000, ""]);
     await within(client.ended, 2000, "the server closing TCP");
     expect(errors).toEqual([]);
   });
@@ -127,7 +127,7 @@ describe("session lifecycle: closeReason is the Close frame received (RFC 6455 ย
       expect(await client.nextClose()).toEqual({ code: 4000, reason: "done" });
       client.sendClose(code, text);
       const reason = await within((await session.promise).closeReason, 2000, "closeReason");
-      expect({ code: reason.code, message: reason.message }).toEqual(expected);
+      expect({ code: reason.code, message: reason.reason }).toEqual(expected);
     },
   );
 });
@@ -147,7 +147,7 @@ describe("session lifecycle: the peer ends the session", () => {
     client.sendClose(1000, "bye");
     const { received, reason } = await within(outcome.promise, 2000, "the handler");
     expect(received).toEqual(["one"]);
-    expect([reason.code, reason.message]).toEqual([1000, "bye"]);
+    expect([reason.code, reason.reason]).toEqual([1000, "bye"]);
     expect(await client.nextClose()).toEqual({ code: 1000, reason: "" }); // the echo (ยง5.5.1)
     await within(client.ended, 2000, "the server closing TCP");
     expect(errors).toEqual([]);
@@ -270,7 +270,7 @@ describe("session lifecycle: after the end", () => {
     client.sendClose(1001, "leaving");
     const reason = await within(aborted, 2000, "the abort");
     expect(reason).toBeInstanceOf(CloseReason);
-    expect([(reason as CloseReason).code, (reason as CloseReason).message]).toEqual([1001, "leaving"]);
+    expect([(reason as CloseReason).code, (reason as CloseReason).reason]).toEqual([1001, "leaving"]);
   });
 
   it("a peer that never answers our Close frame is disconnected after `timeout` ms", async () => {
