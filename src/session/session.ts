@@ -91,8 +91,8 @@ export const RESOLVED: Promise<void> = Promise.resolve();
 const EMPTY = Buffer.alloc(0);
 const NOTHING: Buffer[] = [];
 export const noop = (): void => {};
-type DrainWaiter = { resolve: () => void; reject: (e: unknown) => void };
-const NO_WAITERS: DrainWaiter[] = Object.freeze([]) as never as DrainWaiter[];
+/** One promise for every send waiting on the same drain, so waiting sends cost nothing each. */
+type Drain = { promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void };
 const SESSION = Symbol("sockway.session");
 // biome-ignore lint/suspicious/noExplicitAny: any session, whatever its frame, call and data types
 type AnySession = WebSocketSession<any, any, any>;
@@ -166,7 +166,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   private timer: NodeJS.Timeout | undefined;
   private pingCounter = 0;
   private expectedPong: Buffer | undefined;
-  private drainWaiters: DrainWaiter[] = NO_WAITERS;
+  private drain: Drain | undefined;
   // Made on first use: most sessions never ask, and each costs memory.
   private closeWaiters: Array<() => void> | undefined;
   private abort: AbortController | undefined;
@@ -486,7 +486,8 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   /** A received payload as it may be kept (see `onData`). */
   protected keep(payload: Buffer): Buffer {
     if (this.decoder !== undefined && !this.decoder.idle) return compact(payload); // waits behind a decode
-    return this.copyQueued && !this.incoming.readerWaiting ? Buffer.from(payload) : payload;
+    if (!this.copyQueued || this.incoming.readerWaiting) return payload;
+    return payload.length === 0 ? EMPTY : Buffer.from(payload);
   }
 
   /** Delivers a whole received message, decoding it first when the extension compressed it. */
@@ -598,10 +599,16 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
 
   private afterQueued(): Promise<void> {
     if (this.bufferedAmount <= this.options.outgoingHighWaterMark) return RESOLVED;
-    return new Promise((resolve, reject) => {
-      if (this.drainWaiters === NO_WAITERS) this.drainWaiters = [];
-      this.drainWaiters.push({ resolve, reject });
-    });
+    if (this.drain === undefined) {
+      let resolve!: () => void;
+      let reject!: (e: unknown) => void;
+      const promise = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      this.drain = { promise, resolve, reject };
+    }
+    return this.drain.promise;
   }
 
   private scheduleFlush(): void {
@@ -645,7 +652,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     }
     if (this.closeWaiters !== undefined && conn.closeSent && conn.queuedFrames === 0)
       this.closeFrameWritten();
-    if (this.drainWaiters.length > 0) {
+    if (this.drain !== undefined) {
       if (this.bufferedAmount <= this.options.outgoingHighWaterMark) this.checkDrain();
       else if (!socket.writableNeedDrain && !conn.hasOutput) socket.write(EMPTY, () => this.checkDrain());
     }
@@ -664,10 +671,10 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   }
 
   private checkDrain(): void {
-    if (this.drainWaiters.length === 0 || this.bufferedAmount > this.options.outgoingHighWaterMark) return;
-    const waiters = this.drainWaiters;
-    this.drainWaiters = NO_WAITERS;
-    for (const w of waiters) w.resolve();
+    const drain = this.drain;
+    if (drain === undefined || this.bufferedAmount > this.options.outgoingHighWaterMark) return;
+    this.drain = undefined;
+    drain.resolve();
   }
 
   private writeAll(): Promise<void> {
@@ -839,9 +846,9 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     this.endIncoming();
     const error = this.closedError();
     this.outbound?.abort(error);
-    const waiters = this.drainWaiters;
-    this.drainWaiters = NO_WAITERS;
-    for (const w of waiters) w.reject(error);
+    const drain = this.drain;
+    this.drain = undefined;
+    drain?.reject(error);
     if (this.closeWaiters !== undefined) {
       const closeWaiters = this.closeWaiters;
       this.closeWaiters = undefined;
