@@ -4,7 +4,7 @@ import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { hasToken } from "../protocol/index.js";
 import { type RouteMatch, RoutePathError, RouteTree } from "../routing/index.js";
-import { FlushScheduler, type SessionHandle, type SessionHooks } from "../session/index.js";
+import { FlushScheduler, type SessionHandle } from "../session/index.js";
 import { type ApplicationCall, HttpCall } from "./call.js";
 import { AppError } from "./errors.js";
 import { Route, type RouteEntry, type RouteHost } from "./route-builder.js";

@@ -17,14 +17,14 @@ export { IncomingQueue, ITEM_OVERHEAD } from "./incoming-queue.js";
 export { DEFAULT_SESSION_OPTIONS, resolveSessionOptions, type SessionOptions } from "./options.js";
 export { OutboundQueue } from "./outbound-queue.js";
 export { RawWebSocketSession } from "./raw-session.js";
-export {
-  FRAME_OVERHEAD,
-  type Sendable,
-  type SendOptions,
-  type SessionErrorKind,
-  type SessionHandle,
-  type SessionHooks,
-  type SessionSetup,
-  type SessionState,
-  WebSocketSession,
-} from "./session.js";
+export { WebSocketSession } from "./session.js";
+export type {
+  Sendable,
+  SendOptions,
+  SessionErrorKind,
+  SessionHandle,
+  SessionHooks,
+  SessionSetup,
+  SessionState,
+} from "./session-types.js";
+export { FRAME_OVERHEAD } from "./session-writer.js";

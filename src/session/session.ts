@@ -16,90 +16,27 @@ import {
 } from "../protocol/index.js";
 import { CloseReason } from "./close-reason.js";
 import { SessionError } from "./errors.js";
-import { type Flushable, FlushScheduler } from "./flush-scheduler.js";
+import { FlushScheduler } from "./flush-scheduler.js";
 import { BaseFrame, type WebSocketFrame } from "./frames.js";
-import { type DecoderOwner, InboundDecoder } from "./inbound-decoder.js";
-import { compact, IncomingQueue, type IncomingQueueOwner } from "./incoming-queue.js";
+import { InboundDecoder } from "./inbound-decoder.js";
+import { compact, IncomingQueue } from "./incoming-queue.js";
 import type { SessionOptions } from "./options.js";
-import { OutboundQueue, type OutboundSink } from "./outbound-queue.js";
-import { MIN_QUEUED_WRITE, writePieces } from "./socket-output.js";
+import { OutboundQueue } from "./outbound-queue.js";
+import type {
+  Sendable,
+  SendOptions,
+  SessionHandle,
+  SessionHooks,
+  SessionSetup,
+  SessionState,
+} from "./session-types.js";
+import { EMPTY, FRAME_OVERHEAD, noop, RESOLVED, SessionWriter } from "./session-writer.js";
 
-/** What a send accepts: text, bytes (any ArrayBuffer or view of one), or a frame. */
-export type Sendable = string | ArrayBuffer | ArrayBufferView | WebSocketFrame;
-
-export interface SendOptions {
-  /** false: send this message uncompressed even when permessage-deflate is on. Default true. */
-  compress?: boolean;
-}
-
-/**
- * Where a session is in its life. Every transition is made in `WebSocketSession`; docs/architecture.md
- * has the table of what each operation does in each state.
- * - open: messages flow both ways.
- * - replying: the peer's Close (or a protocol violation) has arrived. What the handler sends during this
- *   event-loop turn still goes out; then our Close (the echo, or the violation's code) is queued.
- * - closing: our Close is queued behind the messages accepted before it (some still compressing).
- * - close-sent: our Close is with the protocol connection; waiting for the peer's (`timeout`).
- * - draining: both Closes are through, or the connection failed or was abandoned: TCP is ending.
- * - closed: the socket is gone; everything is settled.
- */
-export type SessionState = "open" | "replying" | "closing" | "close-sent" | "draining" | "closed";
-
-/**
- * What every session offers whatever its route and frame type: for code that holds the sessions of
- * several routes at once, as `app.sessions` does (ws's `wss.clients`).
- */
-export interface SessionHandle<C = unknown> {
-  readonly call: C;
-  readonly protocol: string | undefined;
-  readonly extensions: readonly ExtensionOffer[];
-  readonly state: SessionState;
-  readonly isOpen: boolean;
-  readonly bufferedAmount: number;
-  readonly closeReason: Promise<CloseReason>;
-  readonly signal: AbortSignal;
-  send(data: Sendable, options?: SendOptions): Promise<void>;
-  flush(): Promise<void>;
-  close(code?: number | CloseReason, reason?: string): Promise<void>;
-  terminate(): void;
-}
-
-/** Why a session reports to the error hook: the application's handler failed, or the peer broke the protocol. */
-export type SessionErrorKind = "handler" | "protocol";
-
-export interface SessionHooks {
-  /** Errors worth reporting: a handler that threw, a protocol violation by the peer. */
-  onError?: (error: unknown, kind: SessionErrorKind) => void;
-  /** The transport is gone and every timer released. */
-  // biome-ignore lint/suspicious/noExplicitAny: any session, whatever its frame, call and data types
-  onEnd?: (session: WebSocketSession<any, any, any>) => void;
-}
-
-/** How a session is put together (by the app layer, a client, or a test). */
-export interface SessionSetup<C, D> {
-  call: C;
-  data: D;
-  hooks?: SessionHooks;
-  extensions?: readonly ExtensionOffer[];
-  protocol?: string | undefined;
-  codec?: MessageCodec | undefined;
-  /** Writes at the end of each turn; an application shares one among its sessions. */
-  scheduler?: FlushScheduler;
-}
-
-export const RESOLVED: Promise<void> = Promise.resolve();
-const EMPTY = Buffer.alloc(0);
-const NOTHING: Buffer[] = [];
-export const noop = (): void => {};
-/** One promise for every send waiting on the same drain, so waiting sends cost nothing each. */
-type Drain = { promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void };
 const SESSION = Symbol("sockway.session");
 // biome-ignore lint/suspicious/noExplicitAny: any session, whatever its frame, call and data types
 type AnySession = WebSocketSession<any, any, any>;
 type SessionSocket = Duplex & { [SESSION]: AnySession };
 
-/** Heap bytes charged per frame queued in the connection beside its bytes (measured ~180 B). */
-export const FRAME_OVERHEAD = 192;
 /** Reads up to this size are kept whole by what is queued from them (and charged for it). */
 const SMALL_READ = 16 * 1024;
 /** After one read brings this many frames, reading pauses until the next turn so other peers get theirs. */
@@ -107,7 +44,6 @@ export const FRAMES_PER_TURN = 4096;
 
 // Bits of `flags`.
 const FLUSH_SCHEDULED = 1;
-const WAKEUP_PENDING = 2;
 const HANDLER_DONE = 4;
 const ABANDON = 8; // after our Close, end TCP at once (ping timeout, failure)
 const TIMER_PING = 16;
@@ -129,6 +65,7 @@ const PAUSED_FAILED = 8;
  * `F` is what `incoming` yields; `C` the call (request) information; `D` the per-session user data.
  */
 export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unknown, D = unknown>
+  extends SessionWriter
   // Also the owner its queues call back (IncomingQueueOwner, DecoderOwner, OutboundSink, Flushable): those
   // methods are internal, so the interfaces are met structurally rather than declared here.
   implements SessionHandle<C>
@@ -148,15 +85,10 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     return this.phase;
   }
 
-  /** @internal */
-  protected readonly connection: Connection;
   private phase: SessionState = "open";
-  private readonly socket: Duplex;
-  private options: SessionOptions;
   private readonly hooks: SessionHooks;
   private readonly scheduler: FlushScheduler;
   private readonly codec: MessageCodec | undefined;
-  private outbound: OutboundQueue | undefined;
   private decoder: InboundDecoder<F> | undefined;
   private flags = 0;
   private pausedFor = 0;
@@ -166,9 +98,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   private timer: NodeJS.Timeout | undefined;
   private pingCounter = 0;
   private expectedPong: Buffer | undefined;
-  private drain: Drain | undefined;
   // Made on first use: most sessions never ask, and each costs memory.
-  private closeWaiters: Array<() => void> | undefined;
   private abort: AbortController | undefined;
   private closePromise: Promise<CloseReason> | undefined;
   private resolveCloseReason: ((reason: CloseReason) => void) | undefined;
@@ -178,9 +108,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
 
   /** @internal Sessions are made by the app layer (or a client); handlers receive them. */
   constructor(socket: Duplex, connection: Connection, options: SessionOptions, setup: SessionSetup<C, D>) {
-    this.socket = socket;
-    this.connection = connection;
-    this.options = options; // copied on first change (pingPeriod, timeout setters)
+    super(socket, connection, options);
     this.hooks = setup.hooks ?? {};
     this.scheduler = setup.scheduler ?? new FlushScheduler();
     this.codec = setup.codec;
@@ -272,21 +200,6 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   /** True while messages flow both ways: false from the moment either side starts closing. */
   get isOpen(): boolean {
     return this.phase === "open";
-  }
-
-  /**
-   * What is buffered for sending and not yet handed to the kernel, in bytes of memory: frame bytes
-   * (including messages still being compressed) plus a fixed charge per queued frame for the objects
-   * that hold it, so that many tiny messages count for what they cost.
-   */
-  get bufferedAmount(): number {
-    const c = this.connection;
-    return (
-      c.bufferedBytes +
-      c.queuedFrames * FRAME_OVERHEAD +
-      (this.outbound?.cost ?? 0) +
-      this.socket.writableLength
-    );
   }
 
   /**
@@ -597,20 +510,6 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     return this.outbound;
   }
 
-  private afterQueued(): Promise<void> {
-    if (this.bufferedAmount <= this.options.outgoingHighWaterMark) return RESOLVED;
-    if (this.drain === undefined) {
-      let resolve!: () => void;
-      let reject!: (e: unknown) => void;
-      const promise = new Promise<void>((res, rej) => {
-        resolve = res;
-        reject = rej;
-      });
-      this.drain = { promise, resolve, reject };
-    }
-    return this.drain.promise;
-  }
-
   private scheduleFlush(): void {
     if (this.flags & FLUSH_SCHEDULED) return;
     this.flags |= FLUSH_SCHEDULED;
@@ -625,94 +524,6 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     // still being decoded are waited for, but never the handler.
     if (this.phase === "replying" && !this.decoder?.busy) this.startClose(undefined, "");
     this.writeOutput(false);
-  }
-
-  /**
-   * Hands queued frames to the socket up to the high-water mark (unless `all`): pings and pongs first,
-   * then data, so frames still queued here can be overtaken by a later pong (§5.5).
-   */
-  private writeOutput(all: boolean): void {
-    const socket = this.socket;
-    if (socket.destroyed || !socket.writable) return;
-    const conn = this.connection;
-    const queued = socket.writableLength;
-    // A peer that does not read gets nothing more, control frames included: pongs wait in the core,
-    // which keeps only the latest few. Small output waits for earlier writes, so it goes out in one piece.
-    const budget = all
-      ? Number.POSITIVE_INFINITY
-      : queued > 0 && conn.bufferedBytes < MIN_QUEUED_WRITE
-        ? 0
-        : this.options.outgoingHighWaterMark - queued;
-    const out = budget > 0 && conn.hasOutput ? conn.takeOutput(budget) : NOTHING;
-    writePieces(socket, out);
-    // More is queued here: come back when the socket has room. 'drain' only follows a refused write.
-    if (conn.hasOutput && !socket.writableNeedDrain && !(this.flags & WAKEUP_PENDING)) {
-      this.flags |= WAKEUP_PENDING;
-      socket.write(EMPTY, () => this.onWakeup());
-    }
-    if (this.closeWaiters !== undefined && conn.closeSent && conn.queuedFrames === 0)
-      this.closeFrameWritten();
-    if (this.drain !== undefined) {
-      if (this.bufferedAmount <= this.options.outgoingHighWaterMark) this.checkDrain();
-      else if (!socket.writableNeedDrain && !conn.hasOutput) socket.write(EMPTY, () => this.checkDrain());
-    }
-  }
-
-  private onWakeup(): void {
-    this.flags &= ~WAKEUP_PENDING;
-    this.onDrain();
-  }
-
-  /** @internal */
-  onDrain(): void {
-    if (this.phase === "closed") return;
-    if (this.connection.hasOutput) this.writeOutput(false);
-    this.checkDrain();
-  }
-
-  private checkDrain(): void {
-    const drain = this.drain;
-    if (drain === undefined || this.bufferedAmount > this.options.outgoingHighWaterMark) return;
-    this.drain = undefined;
-    drain.resolve();
-  }
-
-  private writeAll(): Promise<void> {
-    this.writeOutput(true);
-    const socket = this.socket;
-    if (socket.writableLength === 0) return RESOLVED;
-    if (socket.destroyed) return Promise.reject(this.closedError());
-    return new Promise((resolve, reject) => {
-      if (socket.writableEnded) {
-        socket.once("close", () => (socket.writableFinished ? resolve() : reject(this.closedError())));
-        return;
-      }
-      socket.write(EMPTY, (error) => (error ? reject(this.closedError()) : resolve()));
-    });
-  }
-
-  /** A promise for our Close frame reaching the kernel (or the session ending). */
-  private closeWritten(): Promise<void> {
-    const phase = this.phase;
-    if (phase === "closed") return RESOLVED;
-    if (this.connection.closeSent && this.connection.queuedFrames === 0) {
-      return this.socket.writableLength === 0 ? RESOLVED : this.writeAll().catch(noop);
-    }
-    return new Promise((resolve) => {
-      this.closeWaiters ??= [];
-      this.closeWaiters.push(resolve);
-    });
-  }
-
-  private closeFrameWritten(): void {
-    const waiters = this.closeWaiters!;
-    this.closeWaiters = undefined;
-    const done = () => {
-      for (const w of waiters) w();
-    };
-    const socket = this.socket;
-    if (socket.writableLength === 0 || socket.writableEnded) done();
-    else socket.write(EMPTY, done);
   }
 
   // ---- the lifecycle ----------------------------------------------------------------------------
@@ -802,13 +613,16 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     else this.armTimer(TIMER_CLOSE, this.options.timeout);
   }
 
-  /** Writes what is left, ends our side of TCP (the server closes first, §7.1.1) and waits for the socket. */
+  /**
+   * Writes what is left and waits for the socket to close. The server ends TCP first (§7.1.1); a client
+   * waits for the server to, unless it is abandoning the connection.
+   */
   private startDraining(): void {
     if (this.phase === "draining" || this.phase === "closed") return;
     this.phase = "draining";
     this.outbound?.abort(this.closedError());
     this.writeOutput(true);
-    if (!this.socket.writableEnded) this.socket.end();
+    if (this.connection.side === "server" || this.flags & ABANDON) this.endSocket();
     // A peer that never closes its side is cut off: soon after a failure or an abandoned close.
     const timeout = this.options.timeout;
     this.armTimer(
@@ -824,7 +638,13 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     if (this.phase !== "draining" && this.phase !== "closed") {
       this.flags |= ABANDON;
       this.startDraining();
+    } else {
+      this.endSocket(); // a client that waited for the server to close TCP first
     }
+  }
+
+  private endSocket(): void {
+    if (!this.socket.writableEnded) this.socket.end();
   }
 
   /** @internal The socket has closed: settle everything. */
@@ -846,14 +666,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     this.endIncoming();
     const error = this.closedError();
     this.outbound?.abort(error);
-    const drain = this.drain;
-    this.drain = undefined;
-    drain?.reject(error);
-    if (this.closeWaiters !== undefined) {
-      const closeWaiters = this.closeWaiters;
-      this.closeWaiters = undefined;
-      for (const w of closeWaiters) w();
-    }
+    this.settleWrites(error);
     // Messages already received are still decoded for the handler; then the codec's zlib memory goes.
     if (this.flags & HANDLER_DONE) this.releaseInbound();
     else if (this.decoder === undefined || this.decoder.idle) this.codec?.close();
@@ -887,7 +700,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     );
   }
 
-  private closedError(): SessionError {
+  protected closedError(): SessionError {
     return this.flags & HANDLER_DONE
       ? new SessionError(
           "HANDLER_RETURNED",
