@@ -10,7 +10,7 @@ import { AppError, type Application, createApp, WebSockets } from "../../src/ind
 import { cleanup, onCleanup } from "../helpers/cleanup.js";
 import { openSocket, parseResponse, rawRequest } from "../helpers/http.js";
 import { clientFrame, RawClient } from "../helpers/raw-client.js";
-import { delay, until, within } from "../helpers/wait.js";
+import { deferred, delay, until, within } from "../helpers/wait.js";
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -45,12 +45,27 @@ function openConnections(app: Application): Promise<number> {
   return new Promise((resolve, reject) => server.getConnections((e, n) => (e ? reject(e) : resolve(n))));
 }
 
-/** An echo route whose beforeUpgrade records call.request, and an HTTP route that echoes bodies. */
+/** The server-side socket of the next connection `app` accepts (call before connecting). */
+function nextAccepted(app: Application): Promise<Socket> {
+  const server = (app as unknown as { server: Server }).server;
+  return within(new Promise((resolve) => server.once("connection", resolve)), 2000, "the server accepting");
+}
+
+/** Waits until the server's socket has read `bytes` bytes in all: what was written reached the server. */
+function serverRead(socket: Socket, bytes: number): Promise<void> {
+  return until(() => socket.bytesRead >= bytes, 2000, `the server reading ${bytes} bytes`);
+}
+
+/**
+ * An echo route whose beforeUpgrade records call.request, and an HTTP route that echoes bodies.
+ * `errors` is what reached the error hook.
+ */
 async function gateApp(listen: { upgradeReader?: "sockway" | "node" } = {}, handshakeTimeout = 500) {
   const seen: IncomingMessage[] = [];
+  const errors: unknown[] = [];
   const app = createApp()
     .install(WebSockets, { handshakeTimeout })
-    .onError(() => {});
+    .onError((error) => errors.push(error));
   app.routing((r) => {
     r.webSocket(
       "/echo",
@@ -72,7 +87,7 @@ async function gateApp(listen: { upgradeReader?: "sockway" | "node" } = {}, hand
   });
   const { port } = await app.listen({ host: "127.0.0.1", port: 0, ...listen });
   onCleanup(() => app.stop({ grace: 0 }));
-  return { app, port, seen };
+  return { app, port, seen, errors };
 }
 
 describe("upgrade requests read by sockway", () => {
@@ -106,20 +121,35 @@ describe("upgrade requests read by sockway", () => {
   });
 
   it("frames sent while an async beforeUpgrade runs are not lost", async () => {
+    const early = clientFrame(1, "early");
+    const hookStarted = deferred();
+    let sent = 0; // bytes written before the hook ends: the head, then the early frame
     const app = createApp()
       .install(WebSockets)
       .onError(() => {});
     app.routing((r) =>
-      r.webSocket("/slow", { beforeUpgrade: () => delay(100) }, async (s) => {
-        for await (const m of s.incoming) await s.send(m);
-      }),
+      r.webSocket(
+        "/slow",
+        {
+          // The hook holds the handshake until the server's socket has read the early frame as well.
+          beforeUpgrade: async (call) => {
+            hookStarted.resolve();
+            await serverRead(call.request.socket as Socket, sent + early.length);
+          },
+        },
+        async (s) => {
+          for await (const m of s.incoming) await s.send(m);
+        },
+      ),
     );
     const { port } = await app.listen({ host: "127.0.0.1", port: 0 });
     onCleanup(() => app.stop({ grace: 0 }));
     const { socket, received } = await recordingSocket(port);
-    socket.write(upgradeHead(port, "/slow"));
-    await delay(30); // the head has been read; the hook is still running
-    socket.write(clientFrame(1, "early"));
+    const head = upgradeHead(port, "/slow");
+    sent = Buffer.byteLength(head);
+    socket.write(head);
+    await within(hookStarted.promise, 2000, "beforeUpgrade to start"); // the head has been read
+    socket.write(early);
     await until(() => received().includes("early"), 2000, "the early frame's echo");
     expect(parseResponse(received()).status).toBe(101);
   });
@@ -192,13 +222,17 @@ describe("a bug on the upgrade path", () => {
 describe("everything else reaches node:http unchanged", () => {
   it("a head split over three writes is gathered and read by the gate", async () => {
     const direct = vi.spyOn(DirectRequest.prototype, "toIncomingMessage");
-    const { port, seen } = await gateApp();
+    const { app, port, seen } = await gateApp();
+    const accepted = nextAccepted(app);
     const { socket, received } = await recordingSocket(port);
+    const server = await accepted;
     const head = upgradeHead(port);
-    // Split inside the final CRLF CRLF too.
+    // Split inside the final CRLF CRLF too; each part is read by the server before the next is sent.
+    let sent = 0;
     for (const part of [head.slice(0, 40), head.slice(40, -2), head.slice(-2)]) {
       socket.write(part);
-      await delay(30);
+      sent += part.length;
+      await serverRead(server, sent);
     }
     await until(() => received().includes("\r\n\r\n"), 2000, "the 101");
     expect(parseResponse(received()).status).toBe(101);
@@ -207,12 +241,20 @@ describe("everything else reaches node:http unchanged", () => {
   });
 
   it("a POST whose head and body come in separate writes reaches node:http whole", async () => {
-    const { port } = await gateApp();
+    const { app, port } = await gateApp();
+    const accepted = nextAccepted(app);
     const { socket, received } = await recordingSocket(port);
-    socket.write("POST /body HTTP/1.1\r\nHost: 127.0.0.1\r\n");
-    await delay(30);
-    socket.write("Content-Length: 5\r\nConnection: close\r\n\r\nab");
-    await delay(30);
+    const server = await accepted;
+    // Each part is read by the server before the next is sent.
+    let sent = 0;
+    for (const part of [
+      "POST /body HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+      "Content-Length: 5\r\nConnection: close\r\n\r\nab",
+    ]) {
+      socket.write(part);
+      sent += part.length;
+      await serverRead(server, sent);
+    }
     socket.write("cde");
     await within(new Promise((resolve) => socket.once("close", resolve)), 2000, "the response");
     expect(parseResponse(received()).body).toBe("got abcde");
@@ -227,6 +269,8 @@ describe("everything else reaches node:http unchanged", () => {
       closed = true;
     });
     const head = upgradeHead(port);
+    // The pace is what is under test, not a synchronisation: at one byte per 50 ms the head would take
+    // about 8 s, far beyond the timeout.
     for (let i = 0; i < head.length && !closed && Date.now() - opened < 3000; i++) {
       socket.write(head[i]!);
       await delay(50);
@@ -328,9 +372,14 @@ describe("connections that send nothing", () => {
   });
 
   it("a reset before any byte is not an error and leaves the server serving", async () => {
-    const { port } = await gateApp();
+    const { app, port, errors } = await gateApp();
+    const server = (app as unknown as { server: Server }).server;
+    let accepted = 0;
+    server.on("connection", () => accepted++);
     for (let i = 0; i < 20; i++) (await openSocket(port)).resetAndDestroy();
-    await delay(50);
+    // The server has accepted every one of them and seen each go.
+    await until(async () => accepted === 20 && (await openConnections(app)) === 0, 2000, "20 resets handled");
+    expect(errors).toEqual([]);
     expect((await RawClient.connect(port, "/echo")).response.status).toBe(101);
     expect((await rawRequest(port, "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).body).toBe(
       "hello",
@@ -344,7 +393,7 @@ describe("connections that send nothing", () => {
     app.routing((r) => r.webSocket("/", async () => {}));
     const { port } = await app.listen({ host: "127.0.0.1", port: 0 });
     const sockets = await Promise.all([openSocket(port), openSocket(port)]);
-    await delay(20);
+    await until(async () => (await openConnections(app)) === 2, 2000, "both connections accepted");
     const closed = sockets.map((s) => new Promise((resolve) => s.once("close", resolve)));
     await within(app.stop({ grace: 0 }), 1000, "stop()");
     await within(Promise.all(closed), 1000, "the waiting connections closing");

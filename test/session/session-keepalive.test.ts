@@ -4,7 +4,7 @@ import { Opcode } from "../../src/protocol/index.js";
 import { startApp } from "../helpers/app.js";
 import { cleanup } from "../helpers/cleanup.js";
 import { RawClient } from "../helpers/raw-client.js";
-import { deferred, delay, until, within } from "../helpers/wait.js";
+import { deferred, until, within } from "../helpers/wait.js";
 import { WsClient } from "../helpers/ws-client.js";
 
 afterEach(cleanup);
@@ -19,6 +19,19 @@ async function keepaliveApp(options: { pingPeriod: number; timeout: number }) {
     });
   }, options);
   return { ...started, session: session.promise };
+}
+
+/**
+ * For "nothing happens for a while" checks: resolves once a ws client of a second app with
+ * pingPeriod `period` (and no timeout) has been pinged `pings` times, so at least `pings * period` ms
+ * of the server's own timers have run. A loaded machine delays these timers as much as those under
+ * test, where a fixed delay could end before the timer it waits out has had its chance to fire.
+ */
+async function serverTimers(pings: number, period = 50): Promise<void> {
+  const clock = await keepaliveApp({ pingPeriod: period, timeout: 0 });
+  const client = await WsClient.open(`${clock.wsUrl}/ws`);
+  await until(() => client.pings >= pings, 3000, `${pings} pings of the clock app`);
+  client.close();
 }
 
 describe("keepalive pings", () => {
@@ -65,18 +78,17 @@ describe("keepalive pings", () => {
   it("a ws client (which answers pings itself) stays connected past several periods", async () => {
     const app = await keepaliveApp({ pingPeriod: 50, timeout: 250 });
     const client = await WsClient.open(`${app.wsUrl}/ws`);
-    await delay(450);
-    expect(client.pings).toBeGreaterThanOrEqual(4);
+    await until(() => client.pings >= 5, 3000, "five pings, each answered by ws");
     expect(client.ws.readyState).toBe(client.ws.OPEN);
     await client.send("still here");
     expect(await client.nextText()).toBe("still here");
     expect(app.errors).toEqual([]);
   });
 
-  it("pingPeriod: 0 sends no pings and never times out", async () => {
+  it("pingPeriod: 0 sends no pings and never times out (nothing for 4 periods of a pinging app)", async () => {
     const app = await keepaliveApp({ pingPeriod: 0, timeout: 50 });
     const client = await RawClient.connect(app.port, "/ws");
-    await delay(300);
+    await serverTimers(4); // the quiet time is the point: 200 ms or more, 4 times the timeout
     expect(client.frames).toEqual([]);
     client.sendText("quiet");
     expect((await client.next()).payload.toString()).toBe("quiet");
@@ -85,21 +97,27 @@ describe("keepalive pings", () => {
   it("timeout: 0 keeps pinging a silent client without ever closing", async () => {
     const app = await keepaliveApp({ pingPeriod: 40, timeout: 0 });
     const client = await RawClient.connect(app.port, "/ws");
-    await delay(300);
-    const opcodes = client.frames.map((f) => f.opcode);
-    expect(opcodes.length).toBeGreaterThanOrEqual(3);
-    expect(opcodes.every((op) => op === Opcode.Ping)).toBe(true);
+    // A session that waited for a pong would send one ping only; one that timed out at once, a Close.
+    await within(
+      client.waitUntil(() => client.frames.length >= 3),
+      2000,
+      "three frames",
+    );
+    expect(client.frames.slice(0, 3).map((f) => f.opcode)).toEqual([Opcode.Ping, Opcode.Ping, Opcode.Ping]);
     expect((await app.session).isOpen).toBe(true);
   });
 
-  it("setting session.pingPeriod to 0 stops the pings", async () => {
-    const app = await keepaliveApp({ pingPeriod: 50, timeout: 100 });
+  it("setting session.pingPeriod to 0 cancels the next ping (none for 2.5 periods after)", async () => {
+    const app = await keepaliveApp({ pingPeriod: 100, timeout: 200 });
     const client = await RawClient.connect(app.port, "/ws");
     const first = await client.next();
     client.send(Opcode.Pong, first.payload);
+    // Once this echo is back, the server has read the pong: the next ping is scheduled, 100 ms away.
+    client.sendText("after the pong");
+    expect((await client.nextData()).payload.toString()).toBe("after the pong");
     (await app.session).pingPeriod = 0;
     const count = client.frames.length;
-    await delay(250);
+    await serverTimers(5); // the quiet time is the point: 250 ms or more, where 2 pings were due
     expect(client.frames.length).toBe(count);
     expect((await app.session).isOpen).toBe(true);
   });
@@ -122,11 +140,15 @@ describe("keepalive while the handler is behind", () => {
     const client = new WebSocket(`${app.wsUrl}/slow`); // ws answers pings by itself
     await new Promise((resolve, reject) => client.once("open", resolve).once("error", reject));
     let closeCode: number | undefined;
+    let pings = 0;
     client.on("close", (code) => {
       closeCode = code;
     });
+    client.on("ping", () => pings++);
     for (let i = 0; i < 64; i++) client.send(Buffer.alloc(32 * 1024, i)); // 2 MiB: far over the limit
-    await delay(700); // many ping periods and timeouts
+    await until(() => pings >= 1, 2000, "the keepalive ping"); // its pong waits unread behind the 2 MiB
+    // The quiet time is the point: 6 periods of 50 ms or more, three times the 100 ms pong timeout.
+    await serverTimers(6);
     expect(closeCode).toBeUndefined();
     release.resolve();
     await until(() => received.length === 64, 5000, "every message to arrive");
