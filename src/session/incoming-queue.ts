@@ -34,9 +34,8 @@ export function compact(data: Buffer): Buffer {
  * It is its own iterator, so iterating allocates nothing per session.
  */
 export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncIterable<T>, AsyncIterator<T> {
-  private items: T[] = NONE as T[];
-  /** What each queued item was charged, beside it. */
-  private costs: number[] = NONE as number[];
+  /** Queued items, each followed by what it was charged (one array: one allocation per burst). */
+  private items: Array<T | number> = NONE;
   private head = 0;
   private charged = 0;
   private paused = false;
@@ -57,7 +56,7 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
 
   /** Items waiting to be taken. */
   get length(): number {
-    return this.items.length - this.head;
+    return (this.items.length - this.head) / 2;
   }
 
   /** Whether the next item pushed goes straight to a waiting reader instead of the queue. */
@@ -83,22 +82,18 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
       waiter({ value: item, done: false });
       return false;
     }
-    if (this.items === NONE) {
-      this.items = [];
-      this.costs = [];
-    }
-    this.items.push(item);
+    if (this.items === NONE) this.items = [];
     const cost = ITEM_OVERHEAD + item.data.length;
-    this.costs.push(cost);
+    this.items.push(item, cost);
     this.add(cost);
     return true;
   }
 
   /** Charges `bytes` more to the last queued item: memory it keeps alive beside its payload. */
   chargeLast(bytes: number): void {
-    const last = this.costs.length - 1;
+    const last = this.items.length - 1;
     if (last < this.head || bytes <= 0) return;
-    this.costs[last]! += bytes;
+    (this.items[last] as number) += bytes;
     this.add(bytes);
   }
 
@@ -124,8 +119,7 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
 
   /** Drops what is queued (the session is gone and nobody will read it). */
   clear(): void {
-    this.items = NONE as T[];
-    this.costs = NONE as number[];
+    this.items = NONE;
     this.head = 0;
     this.charged = 0;
   }
@@ -138,12 +132,12 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
 
   next(): Promise<IteratorResult<T>> {
     if (this.head < this.items.length) {
-      const item = this.items[this.head]!;
-      this.charged -= this.costs[this.head]!;
-      this.items[this.head++] = undefined as unknown as T; // release for GC
+      const item = this.items[this.head] as T;
+      this.charged -= this.items[this.head + 1] as number;
+      this.items[this.head] = 0; // release for GC
+      this.head += 2;
       if (this.head === this.items.length) {
-        this.items = NONE as T[];
-        this.costs = NONE as number[];
+        this.items = NONE;
         this.head = 0;
       }
       if (this.paused && this.charged <= this.limit / 2) {

@@ -279,6 +279,8 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     } catch (error) {
       return Promise.reject(error);
     }
+    // What the frame added, but for its header (at most 14 bytes): no need to measure again.
+    if (buffered + payload.length + FRAME_OVERHEAD <= this.options.outgoingHighWaterMark) return RESOLVED;
     return this.afterQueued();
   }
 
