@@ -40,6 +40,8 @@ export class DeflateCodec implements MessageCodec {
   private readonly inFlight = new Set<() => void>();
   private inflaterUsed = false;
   private deflaterUsed = false;
+  /** A stream with an operation in flight is never closed under it (zlib asserts): see `settle`. */
+  private readonly busy = new Set<InflateRaw | DeflateRaw>();
 
   constructor(private readonly options: DeflateCodecOptions) {}
 
@@ -72,8 +74,13 @@ export class DeflateCodec implements MessageCodec {
   }
 
   releaseIdle(): void {
-    if (this.options.inflateNoContextTakeover && !this.inflaterUsed) this.release("inflater");
-    if (this.options.deflateNoContextTakeover && !this.deflaterUsed) this.release("deflater");
+    // A stream working right now (one long operation can span ticks) is in use, not idle.
+    const idle = (stream: InflateRaw | DeflateRaw | undefined) =>
+      stream !== undefined && !this.busy.has(stream);
+    if (this.options.inflateNoContextTakeover && !this.inflaterUsed && idle(this.inflater))
+      this.release("inflater");
+    if (this.options.deflateNoContextTakeover && !this.deflaterUsed && idle(this.deflater))
+      this.release("deflater");
     this.inflaterUsed = this.deflaterUsed = false;
   }
 
@@ -81,9 +88,8 @@ export class DeflateCodec implements MessageCodec {
     this.closed = true;
     for (const abort of this.inFlight) abort();
     this.inFlight.clear();
-    this.inflater?.close();
-    this.deflater?.close();
-    this.inflater = this.deflater = undefined;
+    this.release("inflater");
+    this.release("deflater");
   }
 
   private inflate(data: Buffer, maxSize: number, final: boolean): Promise<Buffer> {
@@ -108,7 +114,8 @@ export class DeflateCodec implements MessageCodec {
         failed = true;
         cleanup();
         // The stream's state is unusable now; drop it (the session is failing anyway).
-        this.inflater = undefined;
+        if (this.inflater === inflater) this.inflater = undefined;
+        this.busy.delete(inflater);
         inflater.close();
         reject(error);
       };
@@ -140,9 +147,15 @@ export class DeflateCodec implements MessageCodec {
       inflater.on("error", onError);
       inflater.write(data);
       if (final) inflater.write(TAIL);
+      this.busy.add(inflater);
       inflater.flush(() => {
+        const usable = this.settle("inflater", inflater);
         if (failed) return;
         cleanup();
+        if (!usable) {
+          reject(codecClosed()); // closed or released meanwhile: never partial output
+          return;
+        }
         if (final && this.options.inflateNoContextTakeover) inflater.reset();
         resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
       });
@@ -167,7 +180,9 @@ export class DeflateCodec implements MessageCodec {
       };
       const onError = (error: Error) => {
         deflater.off("data", onData);
-        this.deflater = undefined;
+        if (this.deflater === deflater) this.deflater = undefined;
+        this.busy.delete(deflater);
+        deflater.close();
         reject(
           new ProtocolError(
             "EXTENSION_FAILED",
@@ -179,9 +194,14 @@ export class DeflateCodec implements MessageCodec {
       deflater.on("data", onData);
       deflater.once("error", onError);
       deflater.write(data);
+      this.busy.add(deflater);
       deflater.flush(constants.Z_SYNC_FLUSH, () => {
         deflater.off("data", onData);
         deflater.off("error", onError);
+        if (!this.settle("deflater", deflater)) {
+          reject(codecClosed());
+          return;
+        }
         let out = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
         // A sync flush ends with the empty stored block 00 00 FF FF: leave it off (§7.2.1).
         if (out.length >= 4 && out.subarray(out.length - 4).equals(TAIL))
@@ -192,8 +212,18 @@ export class DeflateCodec implements MessageCodec {
     });
   }
 
+  /** Drops a stream; one with an operation in flight is closed when that operation ends (`settle`). */
   private release(which: "inflater" | "deflater"): void {
-    this[which]?.close();
+    const stream = this[which];
     this[which] = undefined;
+    if (stream && !this.busy.has(stream)) stream.close();
+  }
+
+  /** An operation on `stream` ended. False if the stream was closed or released meanwhile (it is closed now). */
+  private settle(which: "inflater" | "deflater", stream: InflateRaw | DeflateRaw): boolean {
+    this.busy.delete(stream);
+    if (!this.closed && this[which] === stream && !stream.destroyed) return true;
+    if (!stream.destroyed) stream.close();
+    return false;
   }
 }

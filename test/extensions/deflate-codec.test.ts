@@ -4,6 +4,7 @@
  * streams, and a property test through two sockway Connections. The limiter is in zlib-limiter.test.ts.
  */
 import { randomFillSync } from "node:crypto";
+import { constants, inflateRawSync } from "node:zlib";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { DeflateCodec } from "../../src/extensions/deflate-codec.js";
@@ -461,5 +462,35 @@ describe("permessage-deflate through two sockway Connections (property)", () => 
     strict.receiveData(Buffer.concat(client.takeOutput()));
     expect(strict.failure?.code).toBe("RESERVED_BITS_SET");
     expect(strict.failure?.closeCode).toBe(1002);
+  });
+});
+
+describe("DeflateCodec: closed or released while zlib works", () => {
+  const big = Buffer.from(Array.from({ length: 200_000 }, (_, i) => `word${i % 977} `).join(""));
+
+  it.each([
+    ["compressing, no context takeover", { deflateNoContextTakeover: true }, "encode"],
+    ["compressing, context takeover", {}, "encode"],
+    ["inflating, no context takeover", { inflateNoContextTakeover: true }, "decode"],
+  ] as const)(
+    "close() while %s rejects the operation and the process lives on",
+    async (_what, options, op) => {
+      const codec = makeCodec(options);
+      const compressed = (await makeCodec().encode(big))!;
+      const work = op === "encode" ? codec.encode(big)! : codec.decode(compressed, 1 << 30);
+      codec.close(); // zlib's callback comes later; closing its stream under it asserted in Node
+      await expect(work).rejects.toMatchObject({ code: "EXTENSION_FAILED" });
+      await new Promise((resolve) => setTimeout(resolve, 50)); // an assertion would surface here
+    },
+  );
+
+  it("releaseIdle never releases a stream in the middle of an operation", async () => {
+    const codec = makeCodec({ deflateNoContextTakeover: true, level: 9 });
+    const work = codec.encode(big)!;
+    codec.releaseIdle?.(); // "used" since the last tick
+    codec.releaseIdle?.(); // not used since, but busy
+    const out = await work;
+    expect(inflateRawSync(Buffer.concat([out, TAIL]), { finishFlush: constants.Z_SYNC_FLUSH })).toEqual(big);
+    codec.close();
   });
 });
