@@ -75,6 +75,7 @@ export class Application {
         return !app.stopping;
       },
       reportError,
+      inHook: new Set<Duplex>(),
       scheduler: new FlushScheduler(),
       // One object for the whole application, not one per connection.
       sessionHooks: {
@@ -323,6 +324,8 @@ export class Application {
       : Promise.resolve();
     server?.closeIdleConnections?.();
     this.gate?.close();
+    // A handshake still in its beforeUpgrade hook would hold stop() up to handshakeTimeout.
+    for (const socket of this.host.inHook) refuse(socket, 503, "Server shutting down\n");
     const sessions = [...this.liveSessions];
     for (const s of sessions) s.goAway();
     let timer: NodeJS.Timeout | undefined;

@@ -27,6 +27,8 @@ export type AnySession = WebSocketSession<any, ApplicationCall, unknown>;
 export interface UpgradeHost {
   readonly config: WebSocketsConfig;
   readonly accepting: boolean;
+  /** Sockets waiting for a `beforeUpgrade` hook: `stop()` answers them 503 at once. */
+  readonly inHook: Set<Duplex>;
   reportError(error: unknown, kind: "handler" | "protocol" | "http"): void;
   /** Hooks given to every session of this host (one object, shared). */
   readonly sessionHooks: SessionHooks;
@@ -48,7 +50,7 @@ export function refuse(
   body: string,
   headers: Readonly<Record<string, string>> = {},
 ): void {
-  if (socket.destroyed) return;
+  if (socket.destroyed || socket.writableEnded) return;
   socket.end(errorResponse(status, STATUS_TEXT[status] ?? "Error", body, headers));
   // A client that never reads its answer must not hold the socket.
   setTimeout(() => socket.destroy(), 1000).unref();
@@ -105,6 +107,7 @@ export async function upgrade(
     const timedOut = new Promise<typeof HOOK_TIMED_OUT>((resolve) => {
       timer = setTimeout(() => resolve(HOOK_TIMED_OUT), config.handshakeTimeout);
     });
+    host.inHook.add(socket);
     try {
       data = await Promise.race([entry.beforeUpgrade(call), timedOut]);
     } catch (error) {
@@ -112,11 +115,14 @@ export async function upgrade(
       return refuse(socket, 500, "Internal Server Error\n");
     } finally {
       clearTimeout(timer);
+      host.inHook.delete(socket);
     }
     if (data === HOOK_TIMED_OUT) return refuse(socket, 503, "Upgrade check timed out\n");
     if (data instanceof Rejection) return refuse(socket, data.status, data.body, data.headers);
   }
   if (socket.destroyed || !host.accepting) return refuse(socket, 503, "Server shutting down\n");
+  // The client left while the hook ran: nobody to start a session for.
+  if (socket.readableEnded) return void socket.destroy();
 
   const options = config.session;
   const negotiated = negotiateExtensions(config.extensions, checked.value.extensions);

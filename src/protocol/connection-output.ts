@@ -42,6 +42,7 @@ export abstract class ConnectionOutput {
   private readonly randomFill: ((target: Uint8Array) => void) | undefined;
   /** Pings and pongs, each one buffer (control payloads are small enough to coalesce). */
   private urgentOutput: Buffer[] = NONE as never;
+  private urgentBytes = 0;
   /**
    * Automatic answers to pings, not yet taken. Past MAX_PENDING_PONGS the oldest is dropped (§5.5.3
    * allows answering only the most recent pings), so a peer that floods pings without reading our
@@ -73,7 +74,10 @@ export abstract class ConnectionOutput {
    */
   takeOutput(limit = Number.POSITIVE_INFINITY): Buffer[] {
     const out = this.urgentOutput.length > 0 ? this.urgentOutput : [];
-    if (out.length > 0) this.urgentOutput = NONE as never;
+    if (out.length > 0) {
+      this.urgentOutput = NONE as never;
+      this.urgentBytes = 0;
+    }
     if (this.pendingPongs.length > 0) {
       for (const pong of this.pendingPongs) out.push(pong);
       this.pendingPongs = NONE as never;
@@ -82,7 +86,8 @@ export abstract class ConnectionOutput {
     let i = this.outputHead;
     let taken = 0;
     while (i < frames.length && taken < limit) {
-      const frame = frames[i++]!;
+      const frame = frames[i]!;
+      frames[i++] = NONE as never; // taken: nothing here keeps it alive
       for (let j = 0; j < frame.length; j++) {
         out.push(frame[j]!);
         taken += frame[j]!.length;
@@ -91,6 +96,10 @@ export abstract class ConnectionOutput {
     this.queuedBytes -= taken;
     if (i === frames.length) {
       if (frames.length > 0) this.output = NONE as never;
+      this.outputHead = 0;
+    } else if (i >= 1024 && i * 2 > frames.length) {
+      // Never emptied (a slow reader, a steady producer): cut off the taken part.
+      this.output = frames.slice(i);
       this.outputHead = 0;
     } else {
       this.outputHead = i;
@@ -112,6 +121,15 @@ export abstract class ConnectionOutput {
   /** Data and close frames queued and not yet taken (each holds objects beside its bytes). */
   get queuedFrames(): number {
     return this.output.length - this.outputHead;
+  }
+
+  /** Pings and pongs the application sent and not yet taken: their bytes and their count. */
+  get controlBytes(): number {
+    return this.urgentBytes;
+  }
+
+  get controlFrames(): number {
+    return this.urgentOutput.length;
   }
 
   private queueFrame(frame: Buffer[]): void {
@@ -202,7 +220,10 @@ export abstract class ConnectionOutput {
     if (this.state === "closed") throw new UsageError("SEND_AFTER_CLOSE", "the connection is closed");
     const frame = this.encode(opcode, data, true);
     if (this.urgentOutput === NONE) this.urgentOutput = [];
-    for (const b of frame) this.urgentOutput.push(b);
+    for (const b of frame) {
+      this.urgentOutput.push(b);
+      this.urgentBytes += b.length;
+    }
   }
 
   protected queueClose(code: number | undefined, reason: string): void {

@@ -8,11 +8,13 @@ import { WebSocketSession } from "./session.js";
  * handshake completed by the library.
  */
 export class DefaultWebSocketSession<C = unknown, D = unknown> extends WebSocketSession<MessageFrame, C, D> {
+  /** @internal */
   protected onProtocolEvent(event: ProtocolEvent): void {
     if (event.type === "text") this.receiveMessage(event, textFrame);
     else if (event.type === "binary") this.receiveMessage(event, binaryFrame);
   }
 
+  /** @internal */
   protected checkFrame(frame: WebSocketFrame): void {
     const type = frame.type;
     if (type === "ping" || type === "pong" || ((type === "text" || type === "binary") && frame.fin)) return;

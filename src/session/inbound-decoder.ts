@@ -29,7 +29,8 @@ class Pending<F> {
  * however much it expands; what waits here is compressed bytes, counted in `cost`.
  */
 export class InboundDecoder<F extends { data: Uint8Array }> {
-  private readonly pending: Pending<F>[] = [];
+  private pending: Pending<F>[] = [];
+  private head = 0;
   private decoding = false;
   private failed = false;
   private waitingCost = 0;
@@ -43,7 +44,7 @@ export class InboundDecoder<F extends { data: Uint8Array }> {
 
   /** Nothing waiting and nothing decoding. */
   get idle(): boolean {
-    return this.pending.length === 0 && !this.decoding;
+    return this.head === this.pending.length && !this.decoding;
   }
 
   /** A decode is in progress (it always ends: zlib calls back, or the codec's close rejects it). */
@@ -61,10 +62,11 @@ export class InboundDecoder<F extends { data: Uint8Array }> {
     this.add(new Pending(data, final, make, undefined));
   }
 
-  /** An item that needs no decoding, delivered after everything before it. */
-  deliver(item: F): void {
-    if (this.idle) this.incoming.push(item);
-    else this.add(new Pending<F>(undefined, true, undefined, item));
+  /** An item that needs no decoding, delivered after everything before it. True if it went into `incoming`'s queue at once. */
+  deliver(item: F): boolean {
+    if (this.idle) return this.incoming.push(item);
+    this.add(new Pending<F>(undefined, true, undefined, item));
+    return false;
   }
 
   /** Ends `incoming` after everything before this point. */
@@ -75,7 +77,8 @@ export class InboundDecoder<F extends { data: Uint8Array }> {
 
   /** Drops everything still waiting (the session failed, or nobody will read any more). */
   discard(): void {
-    this.pending.length = 0;
+    this.pending = [];
+    this.head = 0;
     this.waitingCost = 0;
     this.failed = true;
   }
@@ -93,11 +96,11 @@ export class InboundDecoder<F extends { data: Uint8Array }> {
   }
 
   private pump(): void {
-    const pending = this.pending;
-    while (!this.decoding && pending.length > 0) {
-      const head = pending[0]!;
+    // `take` may replace the array: read it afresh each time.
+    while (!this.decoding && this.head < this.pending.length) {
+      const head = this.pending[this.head]!;
       if (head.make === undefined) {
-        pending.shift();
+        this.take();
         this.waitingCost -= ITEM_OVERHEAD + (head.item?.data ?? EMPTY).length;
         if (head.item !== undefined) this.incoming.push(head.item);
         else this.incoming.end();
@@ -115,7 +118,7 @@ export class InboundDecoder<F extends { data: Uint8Array }> {
   private decoded(head: Pending<F>, payload: Buffer): void {
     this.decoding = false;
     if (this.failed) return;
-    this.pending.shift();
+    this.take();
     this.waitingCost -= ITEM_OVERHEAD + head.data!.length;
     let item: F;
     try {
@@ -127,6 +130,18 @@ export class InboundDecoder<F extends { data: Uint8Array }> {
     this.incoming.push(item);
     this.pump();
     this.owner.decoderSettled();
+  }
+
+  /** Drops the front entry; the array is cut back once most of it has been taken. */
+  private take(): void {
+    this.pending[this.head++] = undefined as never;
+    if (this.head === this.pending.length) {
+      this.pending = [];
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 > this.pending.length) {
+      this.pending = this.pending.slice(this.head);
+      this.head = 0;
+    }
   }
 
   private fail(error: unknown): void {

@@ -43,6 +43,7 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
   private waiter: ((result: IteratorResult<T>) => void) | undefined;
   private iterating = false;
 
+  /** @internal */
   constructor(
     /** Cost queued before reading pauses. */
     readonly limit: number,
@@ -59,21 +60,22 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
     return (this.items.length - this.head) / 2;
   }
 
-  /** Whether the next item pushed goes straight to a waiting reader instead of the queue. */
+  /** @internal Whether the next item pushed goes straight to a waiting reader instead of the queue. */
   get readerWaiting(): boolean {
     return this.waiter !== undefined;
   }
 
-  /** Went over the limit and is not yet back to half of it: whoever feeds the queue should wait. */
+  /** @internal Went over the limit and is not yet back to half of it: whoever feeds the queue should wait. */
   get full(): boolean {
     return this.paused;
   }
 
+  /** @internal */
   get isEnded(): boolean {
     return this.ended;
   }
 
-  /** Queues an item, or hands it to a waiting reader. Returns true if it was queued. */
+  /** @internal Queues an item, or hands it to a waiting reader. Returns true if it was queued. */
   push(item: T): boolean {
     if (this.ended) return false;
     const waiter = this.waiter;
@@ -89,7 +91,7 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
     return true;
   }
 
-  /** Charges `bytes` more to the last queued item: memory it keeps alive beside its payload. */
+  /** @internal Charges `bytes` more to the last queued item: memory it keeps alive beside its payload. */
   chargeLast(bytes: number): void {
     const last = this.items.length - 1;
     if (last < this.head || bytes <= 0) return;
@@ -105,7 +107,7 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
     }
   }
 
-  /** No more items will come; the iterator finishes once the queued ones are taken. */
+  /** @internal No more items will come; the iterator finishes once the queued ones are taken. */
   end(): void {
     if (this.ended) return;
     this.ended = true;
@@ -117,11 +119,15 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
     }
   }
 
-  /** Drops what is queued (the session is gone and nobody will read it). */
+  /** @internal Drops what is queued (the session is gone and nobody will read it). */
   clear(): void {
     this.items = NONE;
     this.head = 0;
     this.charged = 0;
+    if (this.paused) {
+      this.paused = false;
+      this.owner.incomingDrained();
+    }
   }
 
   /** The next item, or undefined once the session has ended and the queue is empty. */
@@ -138,6 +144,10 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
       this.head += 2;
       if (this.head === this.items.length) {
         this.items = NONE;
+        this.head = 0;
+      } else if (this.head >= 2048 && this.head * 2 > this.items.length) {
+        // A reader that stays behind: cut the taken part off rather than let the array grow.
+        this.items = this.items.slice(this.head);
         this.head = 0;
       }
       if (this.paused && this.charged <= this.limit / 2) {

@@ -140,6 +140,10 @@ export class OutboundQueue {
           entry.compress = false; // under the threshold: sent as it is
         }
         entries[this.head++] = undefined as never;
+        if (this.head >= 1024 && this.head * 2 > entries.length) {
+          entries.splice(0, this.head); // always something waiting: keep the array from growing
+          this.head = 0;
+        }
         this.waitingCost -= ENTRY_OVERHEAD + (entry.payload?.length ?? 0);
         try {
           if (entry.action) entry.action();

@@ -26,6 +26,7 @@ export class RawWebSocketSession<C = unknown, D = unknown> extends WebSocketSess
   private decodedSize = 0;
   private readonly utf8 = new Utf8Validator();
 
+  /** @internal */
   protected onProtocolEvent(event: ProtocolEvent): void {
     switch (event.type) {
       case "frame": {
@@ -86,6 +87,6 @@ export class RawWebSocketSession<C = unknown, D = unknown> extends WebSocketSess
     }
   }
 
-  /** Any frame may be sent; the connection checks the fragmentation rules (§5.4) as it is queued. */
+  /** @internal Any frame may be sent; the connection checks the fragmentation rules (§5.4) as it is queued. */
   protected checkFrame(_frame: WebSocketFrame): void {}
 }

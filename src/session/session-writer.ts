@@ -35,13 +35,14 @@ export abstract class SessionWriter {
   private drain: Drain | undefined;
   private closeWaiters: Array<() => void> | undefined;
 
+  /** @internal */
   constructor(socket: Duplex, connection: Connection, options: SessionOptions) {
     this.socket = socket;
     this.connection = connection;
     this.options = options; // copied on first change (pingPeriod, timeout setters)
   }
 
-  /** The error pending writes are rejected with once the session is closing. */
+  /** @internal The error pending writes are rejected with once the session is closing. */
   protected abstract closedError(): SessionError;
 
   /**
@@ -53,13 +54,14 @@ export abstract class SessionWriter {
     const c = this.connection;
     return (
       c.bufferedBytes +
-      c.queuedFrames * FRAME_OVERHEAD +
+      c.controlBytes +
+      (c.queuedFrames + c.controlFrames) * FRAME_OVERHEAD +
       (this.outbound?.cost ?? 0) +
       this.socket.writableLength
     );
   }
 
-  /** What `send` returns once its frame is queued: resolved below the high-water mark, else the drain. */
+  /** @internal What `send` returns once its frame is queued: resolved below the high-water mark, else the drain. */
   protected afterQueued(): Promise<void> {
     if (this.bufferedAmount <= this.options.outgoingHighWaterMark) return RESOLVED;
     if (this.drain === undefined) {
@@ -75,6 +77,7 @@ export abstract class SessionWriter {
   }
 
   /**
+   * @internal
    * Hands queued frames to the socket up to the high-water mark (unless `all`): pings and pongs first,
    * then data, so frames still queued here can be overtaken by a later pong (§5.5).
    */
@@ -124,6 +127,7 @@ export abstract class SessionWriter {
     drain.resolve();
   }
 
+  /** @internal */
   protected writeAll(): Promise<void> {
     this.writeOutput(true);
     const socket = this.socket;
@@ -138,7 +142,7 @@ export abstract class SessionWriter {
     });
   }
 
-  /** A promise for our Close frame reaching the kernel (or the session ending: see `settleWrites`). */
+  /** @internal A promise for our Close frame reaching the kernel (or the session ending: see `settleWrites`). */
   protected closeWritten(): Promise<void> {
     if (this.socket.destroyed) return RESOLVED;
     if (this.connection.closeSent && this.connection.queuedFrames === 0) {
@@ -161,7 +165,7 @@ export abstract class SessionWriter {
     else socket.write(EMPTY, done);
   }
 
-  /** The socket is gone: rejects the drain wait with `error`, resolves waits for our Close. */
+  /** @internal The socket is gone: rejects the drain wait with `error`, resolves waits for our Close. */
   protected settleWrites(error: unknown): void {
     const drain = this.drain;
     this.drain = undefined;

@@ -129,9 +129,9 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     this.schedulePing();
   }
 
-  /** Turns a protocol event into what `incoming` yields (subclasses: whole messages, or every frame). */
+  /** @internal Turns a protocol event into what `incoming` yields (subclasses: whole messages, or every frame). */
   protected abstract onProtocolEvent(event: ProtocolEvent): void;
-  /** Throws a UsageError for a frame this kind of session cannot send. */
+  /** @internal Throws a UsageError for a frame this kind of session cannot send. */
   protected abstract checkFrame(frame: WebSocketFrame): void;
 
   // ---- the public API ---------------------------------------------------------------------------
@@ -348,8 +348,13 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     } else if (this.phase === "open") {
       this.startClose(CloseCode.Normal, "");
     }
-    // Nobody reads what is still queued or waiting to be decoded any more.
-    if (this.phase === "closed") this.releaseInbound();
+    // Nobody reads any more: what is queued or waiting to be decoded goes, later messages are dropped,
+    // and reading goes on so the peer's Close can still be read.
+    this.decoder?.discard();
+    this.incoming.end();
+    this.incoming.clear();
+    this.resumeReading(PAUSED_DECODING);
+    if (this.phase === "closed") this.codec?.close();
   }
 
   /** @internal Closes with 1001 for a server shutdown. */
@@ -398,14 +403,14 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     if (conn.state === "closed" && this.phase === "close-sent") this.startDraining();
   }
 
-  /** A received payload as it may be kept (see `onData`). */
+  /** @internal A received payload as it may be kept (see `onData`). */
   protected keep(payload: Buffer): Buffer {
     if (this.decoder !== undefined && !this.decoder.idle) return compact(payload); // waits behind a decode
     if (!this.copyQueued || this.incoming.readerWaiting) return payload;
     return payload.length === 0 ? EMPTY : Buffer.from(payload);
   }
 
-  /** Delivers a whole received message, decoding it first when the extension compressed it. */
+  /** @internal Delivers a whole received message, decoding it first when the extension compressed it. */
   protected receiveMessage(event: MessageEvent, make: (payload: Buffer) => F): void {
     if (!event.compressed) {
       this.deliver(make(this.keep(event.data)));
@@ -419,14 +424,19 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     });
   }
 
-  /** Puts an item in `incoming` after everything received before it. */
+  /** @internal Puts an item in `incoming` after everything received before it. */
   protected deliver(item: F): void {
     const decoder = this.decoder;
-    if (decoder !== undefined) decoder.deliver(item);
-    else if (this.incoming.push(item)) this.queuedFromRead += item.data.length;
+    if (decoder === undefined) {
+      if (this.incoming.push(item)) this.queuedFromRead += item.data.length;
+    } else if (decoder.deliver(item)) {
+      this.queuedFromRead += item.data.length;
+    } else if (decoder.cost > this.options.incomingBufferLimit) {
+      this.pauseReading(PAUSED_DECODING);
+    }
   }
 
-  /** Decodes compressed data (a message, or with `final` false one fragment) in order, then `make`s an item. */
+  /** @internal Decodes compressed data (a message, or with `final` false one fragment) in order, then `make`s an item. */
   protected decode(data: Buffer, final: boolean, make: (payload: Buffer) => F): void {
     const codec = this.codec;
     if (codec === undefined) {
@@ -504,7 +514,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
 
   /** @internal (OutboundSink) */
   encodeFailed(error: unknown): void {
-    this.failWith(error);
+    this.failWith(error, true);
   }
 
   private ensureOutbound(): OutboundQueue {
@@ -545,20 +555,24 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
    * due (§7.1.7), after what the handler sends this turn in answer to the messages before the violation.
    */
   private failed(failure: ProtocolError, decoding: boolean): void {
-    if (this.pausedFor & PAUSED_FAILED || this.phase === "closed") return;
-    this.pauseReading(PAUSED_FAILED);
-    this.flags |= ABANDON;
-    if (!this.localReason) {
-      this.localReason = new CloseReason(failure.closeCode, failure.message);
-      this.hooks.onError?.(failure, "protocol");
+    if (this.phase === "closed") return;
+    if (!(this.pausedFor & PAUSED_FAILED)) {
+      this.pauseReading(PAUSED_FAILED);
+      this.flags |= ABANDON;
+      if (!this.localReason) {
+        this.localReason = new CloseReason(failure.closeCode, failure.message);
+        this.hooks.onError?.(failure, "protocol");
+      }
     }
     if (this.phase === "open") {
       this.phase = "replying";
       this.armTimer(TIMER_CLOSE, this.options.timeout);
       this.scheduleFlush();
+    } else if (this.phase === "replying") {
+      this.scheduleFlush(); // the reply, now the failure's Close, at the end of this turn
     } else if (this.phase === "closing") {
-      this.outbound?.abort(this.closedError());
-      this.sendClose(undefined, "");
+      // Our queued Close carries the failure's code; if nothing is queued any more, it goes now.
+      if (this.outbound === undefined || this.outbound.idle) this.sendClose(undefined, "");
     } else if (this.phase === "close-sent") {
       this.startDraining();
     }
@@ -571,9 +585,18 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     }
   }
 
-  /** Fails the connection from above the core (a codec error): its close code, or 1011. */
-  private failWith(error: unknown): void {
-    if (this.phase === "closed" || this.phase === "draining") return;
+  /**
+   * Fails the connection from above the core: a message that cannot be decoded (its close code), or
+   * the codec failing to compress (1011; then nothing compressed can be sent any more).
+   */
+  private failWith(error: unknown, encoding = false): void {
+    if (this.phase === "closed" || this.phase === "draining") {
+      // Too late to tell the peer; the handler still learns that nothing more is coming.
+      this.decoder?.discard();
+      this.incoming.end();
+      if (this.phase === "closed") this.codec?.close();
+      return;
+    }
     const failure =
       error instanceof ProtocolError
         ? error
@@ -583,7 +606,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
             error instanceof Error ? error.message : String(error),
           );
     this.connection.fail(failure);
-    this.outbound?.abort(this.closedError());
+    if (encoding) this.outbound?.abort(this.closedError());
     this.failed(failure, true);
   }
 
@@ -702,6 +725,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     );
   }
 
+  /** @internal */
   protected closedError(): SessionError {
     return this.flags & HANDLER_DONE
       ? new SessionError(
