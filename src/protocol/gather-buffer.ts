@@ -32,7 +32,7 @@ const CARRY_LIMIT = 256;
  *
  * A payload that arrives as one piece is returned as that piece: no copy. Once there is a second piece,
  * small pieces (the first one included) are copied into segments that together double in size when
- * full: each new segment is as large as everything held so far, and never larger than the bytes the
+ * full: each new segment is as large as everything copied so far, and never larger than the bytes the
  * headers have announced and not yet delivered (a huge announced length is not allocated up front).
  * Segments written in full are exactly the bytes they hold, so a payload gathered into one segment is
  * returned without a second copy. Large pieces, pieces from the read the piece before came from, and
@@ -55,6 +55,8 @@ export class GatherBuffer {
   private start = 0;
   private used = 0;
   private segmentBytes = 0;
+  /** Bytes copied into segments since the last `take`. */
+  private copied = 0;
   /** The memory of the piece before (the read it came from). */
   private lastMemory: ArrayBufferLike | undefined;
 
@@ -96,6 +98,7 @@ export class GatherBuffer {
     this.start = 0;
     this.used = 0;
     this.segmentBytes = 0;
+    this.copied = 0;
     this.lastMemory = undefined;
     this.size = 0;
     return out;
@@ -140,6 +143,8 @@ export class GatherBuffer {
   /** Copies a piece into the segment, starting a new one when it is full. `size` excludes the piece. */
   private copy(piece: Buffer, announced: number): void {
     const n = piece.length;
+    const copiedBefore = this.copied;
+    this.copied = copiedBefore + n;
     let done = 0;
     let carried = 0;
     const old = this.segment;
@@ -157,11 +162,12 @@ export class GatherBuffer {
       // A pooled segment is garbage now (carried, or its parts copied out by flush).
       if (old.length < CARRY_LIMIT) this.segmentBytes -= old.length;
     }
-    // As large as everything held, this piece included (so the total doubles), or MIN_SEGMENT; never
+    // As large as everything copied so far, this piece included (so the segments' total doubles; views
+    // do not count, or a payload of mostly views would get mostly empty segments), or MIN_SEGMENT; never
     // beyond what the headers announced. The rest of the piece always fits.
-    const held = this.size + done;
     const rest = n - done;
-    const capacity = Math.min(announced - held + carried, Math.max(MIN_SEGMENT, held + rest));
+    const room = announced - this.size - done;
+    const capacity = Math.min(room + carried, Math.max(MIN_SEGMENT, copiedBefore + n));
     // Short segments come from Node's shared pool (an ArrayBuffer each would cost tiny frames most of
     // their throughput); being short, they are carried or copied out rather than kept (see `flush`).
     const segment = capacity < CARRY_LIMIT ? Buffer.allocUnsafe(capacity) : Buffer.allocUnsafeSlow(capacity);
