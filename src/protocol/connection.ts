@@ -1,9 +1,10 @@
-import { Buffer } from "node:buffer";
+import type { Buffer } from "node:buffer";
 import { CloseCode, isValidWireCloseCode } from "./close-codes.js";
 import { ConnectionOutput, EMPTY, NONE, type Side, truncateReason } from "./connection-output.js";
 import { ProtocolError, type ProtocolErrorCode, protocolError } from "./errors.js";
 import type { ProtocolEvent } from "./events.js";
 import { type FrameHeader, FrameParser, type FrameSink } from "./frame-parser.js";
+import { GatherBuffer } from "./gather-buffer.js";
 import { isControlOpcode, isKnownOpcode, Opcode } from "./opcodes.js";
 import { isValidUtf8, Utf8Validator } from "./utf8.js";
 
@@ -74,17 +75,17 @@ export class Connection extends ConnectionOutput implements FrameSink {
   private frameOpcode = 0;
   private frameFin = false;
   private frameRsv1 = false;
-  private framePieces: Buffer[] = NONE as never;
-  private frameSize = 0;
-  private controlPieces: Buffer[] = NONE as never;
+  private frameLength = 0;
+  /** The control frame's payload; made for the first one that has any. */
+  private control: GatherBuffer | undefined;
   // The data message being received (0 = none in progress).
   private messageOpcode = 0;
   private messageCompressed = false;
+  /** Sum of the message's frame lengths so far, from their headers. */
   private messageSize = 0;
   private messageFragments = 0;
-  private messagePieces: Buffer[] = NONE as never;
-  /** The message's payload while it is one piece (most messages): no array for it. */
-  private messagePiece: Buffer | undefined;
+  /** The message's payload (message mode) or the frame's (frame mode); made for the first payload. */
+  private data: GatherBuffer | undefined;
   private checkUtf8 = false;
   private utf8: Utf8Validator | undefined; // made for the first text message
 
@@ -201,14 +202,14 @@ export class Connection extends ConnectionOutput implements FrameSink {
     this.frameOpcode = opcode;
     this.frameFin = h.fin;
     this.frameRsv1 = h.rsv1;
-    this.frameSize = 0;
+    this.frameLength = h.length;
     return true;
   }
 
   onPayload(piece: Buffer, _offset: number): boolean {
     if (isControlOpcode(this.frameOpcode)) {
-      if (this.controlPieces === NONE) this.controlPieces = [];
-      this.controlPieces.push(piece);
+      this.control ??= new GatherBuffer();
+      this.control.add(piece, this.frameLength, true);
       return true;
     }
     if (this.checkUtf8 && !this.textValidator().write(piece)) {
@@ -216,28 +217,17 @@ export class Connection extends ConnectionOutput implements FrameSink {
         new ProtocolError("INVALID_UTF8", CloseCode.InvalidPayload, "text message is not valid UTF-8"),
       );
     }
-    // Message mode collects payload per message, so a fragmented message is copied once, at its end.
-    if (this.mode === "frames") {
-      if (this.framePieces === NONE) this.framePieces = [];
-      this.framePieces.push(piece);
-      this.frameSize += piece.length;
-    } else {
-      if (this.messagePieces !== NONE) this.messagePieces.push(piece);
-      else if (this.messagePiece === undefined) this.messagePiece = piece;
-      else {
-        this.messagePieces = [this.messagePiece, piece];
-        this.messagePiece = undefined;
-      }
-    }
+    // Message mode gathers per message: the headers so far announce `messageSize` bytes.
+    this.data ??= new GatherBuffer();
+    if (this.mode === "frames") this.data.add(piece, this.frameLength, true);
+    else this.data.add(piece, this.messageSize, this.frameFin);
     return true;
   }
 
   onFrameEnd(): boolean {
     const opcode = this.frameOpcode;
     if (isControlOpcode(opcode)) {
-      const payload = join(this.controlPieces, -1);
-      if (this.controlPieces.length > 0) this.controlPieces = NONE as never;
-      return this.handleControl(opcode, payload);
+      return this.handleControl(opcode, this.control?.take() ?? EMPTY);
     }
     const fin = this.frameFin;
     if (fin && this.checkUtf8 && !this.textValidator().end()) {
@@ -250,8 +240,7 @@ export class Connection extends ConnectionOutput implements FrameSink {
       );
     }
     if (this.mode === "frames") {
-      const payload = join(this.framePieces, this.frameSize);
-      if (this.framePieces.length > 0) this.framePieces = NONE as never;
+      const payload = this.data?.take() ?? EMPTY;
       this.emit({
         type: "frame",
         frame: { fin, rsv1: this.frameRsv1, rsv2: false, rsv3: false, opcode, payload },
@@ -259,11 +248,9 @@ export class Connection extends ConnectionOutput implements FrameSink {
     } else if (fin) {
       this.emit({
         type: this.messageOpcode === Opcode.Text ? "text" : "binary",
-        data: this.messagePiece ?? join(this.messagePieces, this.messageSize),
+        data: this.data?.take() ?? EMPTY,
         compressed: this.messageCompressed,
       });
-      this.messagePiece = undefined;
-      if (this.messagePieces.length > 0) this.messagePieces = NONE as never;
     }
     if (fin) this.messageOpcode = 0;
     return true;
@@ -351,13 +338,6 @@ export class Connection extends ConnectionOutput implements FrameSink {
 
 function tooBig(message: string): ProtocolError {
   return new ProtocolError("MESSAGE_TOO_BIG", CloseCode.MessageTooBig, message);
-}
-
-/** One buffer from payload pieces, copying only when there are several (`size` < 0: sum them). */
-function join(pieces: Buffer[], size: number): Buffer {
-  if (pieces.length === 1) return pieces[0]!;
-  if (pieces.length === 0) return EMPTY;
-  return size < 0 ? Buffer.concat(pieces) : Buffer.concat(pieces, size);
 }
 
 export type { ProtocolErrorCode };

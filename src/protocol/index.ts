@@ -32,6 +32,7 @@ export {
   writeHeader,
 } from "./frame.js";
 export { type FrameHeader, FrameParser, type FrameSink } from "./frame-parser.js";
+export { GATHER_COPY_LIMIT, GatherBuffer } from "./gather-buffer.js";
 export {
   acceptResponseHead,
   computeAccept,

@@ -5,108 +5,13 @@ import {
   applyMask,
   type Connection,
   headerSize,
-  MAX_PENDING_PONGS,
   Opcode,
   type ProtocolEvent,
 } from "../../src/protocol/index.js";
 import { client, closeOf, frameBytes, hexEvents, parseFrames, server, split } from "./helpers.js";
-
-// ---- a model of a valid client stream --------------------------------------------------------------
-
-type Op =
-  | { kind: "message"; opcode: 1 | 2; payload: Buffer; cuts: number[]; controls: Buffer[] }
-  | { kind: "ping" | "pong"; payload: Buffer };
-
-const controlPayload = fc.uint8Array({ maxLength: 125 }).map((b) => Buffer.from(b));
-const textPayload = fc.string({ unit: "binary", maxLength: 200 }).map((s) => Buffer.from(s, "utf8"));
-const binaryPayload = fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b));
-
-const messageOp = fc
-  .record({
-    opcode: fc.constantFrom<1 | 2>(1, 2),
-    text: textPayload,
-    binary: binaryPayload,
-    cuts: fc.array(fc.nat(300), { maxLength: 4 }),
-    controls: fc.array(controlPayload, { maxLength: 3 }),
-  })
-  .map(({ opcode, text, binary, cuts, controls }): Op => {
-    const payload = opcode === 1 ? text : binary;
-    const points = [...new Set(cuts.map((c) => c % (payload.length + 1)))].sort((a, b) => a - b);
-    return { kind: "message", opcode, payload, cuts: points, controls };
-  });
-
-const ops = fc.array(
-  fc.oneof(
-    { weight: 3, arbitrary: messageOp },
-    fc.record({ kind: fc.constantFrom<"ping" | "pong">("ping", "pong"), payload: controlPayload }),
-  ),
-  { maxLength: 8 },
-);
-
-/**
- * The bytes a client sends for the ops (fragments cut at `cuts`, with the message's control frames — pings —
- * between its fragments), the events a server must report, and the pongs it must answer with.
- */
-function encodeOps(list: readonly Op[], close: boolean) {
-  const c = client();
-  const events: ProtocolEvent[] = [];
-  const pongs: Buffer[] = [];
-  // Taken after every frame: a ping would otherwise overtake data frames still queued.
-  const wire: Buffer[] = [];
-  const take = () => wire.push(...c.takeOutput());
-  const ping = (payload: Buffer) => {
-    c.sendPing(payload);
-    take();
-    events.push({ type: "ping", data: payload });
-    // Output is taken once, at the end: only the latest pings are still owed a pong (§5.5.3).
-    pongs.push(frameBytes(Opcode.Pong, payload));
-    if (pongs.length > MAX_PENDING_PONGS) pongs.shift();
-  };
-  for (const op of list) {
-    if (op.kind === "message") {
-      const bounds = [0, ...op.cuts, op.payload.length];
-      for (let i = 1; i < bounds.length; i++) {
-        const fin = i === bounds.length - 1;
-        c.sendFrame(i === 1 ? op.opcode : 0, op.payload.subarray(bounds[i - 1], bounds[i]), { fin });
-        take();
-        const control = op.controls[i - 1];
-        if (!fin && control) ping(control);
-      }
-      events.push({ type: op.opcode === 1 ? "text" : "binary", data: op.payload, compressed: false });
-    } else if (op.kind === "ping") {
-      ping(op.payload);
-    } else {
-      c.sendPong(op.payload);
-      take();
-      events.push({ type: "pong", data: op.payload });
-    }
-  }
-  if (close) {
-    c.sendClose(1000, "end");
-    take();
-    events.push({ type: "close", code: 1000, reason: "end" });
-  }
-  const tail = close ? [frameBytes(Opcode.Close, Buffer.from([0x03, 0xe8]))] : [];
-  return { wire: Buffer.concat(wire), events, output: Buffer.concat([...pongs, ...tail]) };
-}
-
-/** Feeds copies of the chunks to a fresh server; returns events and output. */
-function run(chunks: readonly Buffer[], mode: "messages" | "frames" = "messages") {
-  const s = server({ mode });
-  const events: ProtocolEvent[] = [];
-  for (const chunk of chunks) {
-    s.receiveData(Buffer.from(chunk));
-    events.push(...s.takeEvents());
-  }
-  return { conn: s, events: hexEvents(events), output: Buffer.concat(s.takeOutput()).toString("hex") };
-}
+import { chunksAt, encodeOps, ops, runServer, textPayload } from "./stream-model.js";
 
 const cutsFor = (length: number) => fc.uniqueArray(fc.nat(length), { maxLength: 12 });
-
-function chunksAt(bytes: Buffer, cuts: number[]): Buffer[] {
-  const points = [0, ...[...cuts].sort((a, b) => a - b), bytes.length];
-  return points.slice(1).map((end, i) => bytes.subarray(points[i], end));
-}
 
 describe("RFC 6455 §5 properties: any chunking of a valid stream", () => {
   const streams = fc.tuple(ops, fc.boolean()).map(([list, close]) => encodeOps(list, close));
@@ -116,11 +21,11 @@ describe("RFC 6455 §5 properties: any chunking of a valid stream", () => {
       fc.property(
         streams.chain((s) => fc.tuple(fc.constant(s), cutsFor(s.wire.length))),
         ([stream, cuts]) => {
-          const whole = run([stream.wire]);
+          const whole = runServer([stream.wire]);
           expect(whole.conn.failure).toBeUndefined();
           expect(whole.events).toEqual(hexEvents(stream.events));
           expect(whole.output).toBe(stream.output.toString("hex"));
-          const chunked = run(chunksAt(stream.wire, cuts));
+          const chunked = runServer(chunksAt(stream.wire, cuts));
           expect(chunked.events).toEqual(whole.events);
           expect(chunked.output).toBe(whole.output);
         },
@@ -132,8 +37,8 @@ describe("RFC 6455 §5 properties: any chunking of a valid stream", () => {
   it("gives the same events in 1-byte chunks, in messages and frames mode", () => {
     fc.assert(
       fc.property(streams, fc.constantFrom<"messages" | "frames">("messages", "frames"), (stream, mode) => {
-        const whole = run([stream.wire], mode);
-        const bytewise = run(split(stream.wire, Array(stream.wire.length).fill(1)), mode);
+        const whole = runServer([stream.wire], mode);
+        const bytewise = runServer(split(stream.wire, Array(stream.wire.length).fill(1)), mode);
         expect(bytewise.events).toEqual(whole.events);
         expect(bytewise.output).toBe(whole.output);
         expect(bytewise.conn.state).toBe(whole.conn.state);
