@@ -489,7 +489,7 @@ describe("DeflateCodec: closed or released while zlib works", () => {
     const work = codec.encode(big)!;
     codec.releaseIdle?.(); // "used" since the last tick
     codec.releaseIdle?.(); // not used since, but busy
-    const out = await work;
+    const out = (await work)!;
     expect(inflateRawSync(Buffer.concat([out, TAIL]), { finishFlush: constants.Z_SYNC_FLUSH })).toEqual(big);
     codec.close();
   });
