@@ -106,6 +106,7 @@ export async function upgrade(
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<typeof HOOK_TIMED_OUT>((resolve) => {
       timer = setTimeout(() => resolve(HOOK_TIMED_OUT), config.handshakeTimeout);
+      timer.unref(); // a stopped app must not keep the process alive for it
     });
     host.inHook.add(socket);
     try {

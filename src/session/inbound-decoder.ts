@@ -49,7 +49,7 @@ export class InboundDecoder<F extends { data: Uint8Array }> {
 
   /** A decode is in progress (it always ends: zlib calls back, or the codec's close rejects it). */
   get busy(): boolean {
-    return this.decoding;
+    return this.decoding && !this.failed; // a discarded decode's result is dropped: nothing waits for it
   }
 
   /** Bytes waiting to be decoded, plus a fixed charge per waiting item. */
@@ -117,7 +117,10 @@ export class InboundDecoder<F extends { data: Uint8Array }> {
 
   private decoded(head: Pending<F>, payload: Buffer): void {
     this.decoding = false;
-    if (this.failed) return;
+    if (this.failed) {
+      this.owner.decoderSettled(); // discarded meanwhile: the codec may be released now
+      return;
+    }
     this.take();
     this.waitingCost -= ITEM_OVERHEAD + head.data!.length;
     let item: F;

@@ -355,6 +355,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     this.incoming.clear();
     this.resumeReading(PAUSED_DECODING);
     if (this.phase === "closed") this.codec?.close();
+    else if (this.phase === "replying") this.scheduleFlush(); // no decode to wait for any more
   }
 
   /** @internal Closes with 1001 for a server shutdown. */

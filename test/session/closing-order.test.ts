@@ -279,6 +279,27 @@ describe("close() arguments", () => {
   });
 });
 
+describe("send options", () => {
+  it("{ compress: false } sends a message over the threshold uncompressed; the next one is compressed", async () => {
+    const big = "z".repeat(4096);
+    const { port } = await startApp(
+      (r) => {
+        r.webSocket("/ws", async (s) => {
+          await s.send(big, { compress: false });
+          await s.send(big);
+        });
+      },
+      { extensions: [permessageDeflate({ threshold: 1024 })] },
+    );
+    const client = await RawClient.connect(port, "/ws", { headers: DEFLATE });
+    const first = await client.nextData();
+    const second = await client.nextData();
+    expect([first.rsv1, first.payload.toString()]).toEqual([false, big]);
+    expect(second.rsv1).toBe(true);
+    expect(textOf(second)).toBe(big);
+  });
+});
+
 describe("flush() and close() with deflate in flight", () => {
   it("flush() resolves only once every compressed message has been handed to the kernel", async () => {
     const after = deferred<number>();
