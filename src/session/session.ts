@@ -327,6 +327,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   /** Destroys the transport at once, without a closing handshake (1006). */
   terminate(): void {
     this.socket.destroy();
+    this.finish(); // closed now, not at the socket's 'close' event a turn later
   }
 
   // ---- driven by the app layer ------------------------------------------------------------------
