@@ -1,29 +1,16 @@
 import { Buffer } from "node:buffer";
-import { Duplex } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { Connection, encodeFrame, Opcode } from "../../src/protocol/index.js";
 import { DEFAULT_SESSION_OPTIONS, DefaultWebSocketSession, FlushScheduler } from "../../src/session/index.js";
 import { FRAMES_PER_TURN } from "../../src/session/session.js";
-
-/** A socket that records writes and whether reading is paused. */
-function stubSocket(): { socket: Duplex; written: Buffer[] } {
-  const written: Buffer[] = [];
-  const socket = new Duplex({
-    read() {},
-    write(chunk: Buffer, _encoding, done) {
-      written.push(chunk);
-      done();
-    },
-  });
-  return { socket, written };
-}
+import { recordingSocket } from "../helpers/recording-socket.js";
 
 const ping = Buffer.concat(encodeFrame(Opcode.Ping, Buffer.alloc(0), { mask: Buffer.from([1, 2, 3, 4]) }));
 const pings = (n: number) => Buffer.concat(Array.from({ length: n }, () => ping));
 const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
 
 function open() {
-  const { socket, written } = stubSocket();
+  const { socket, written } = recordingSocket();
   socket.resume(); // flowing, as a server socket is
   const session = new DefaultWebSocketSession(
     socket,

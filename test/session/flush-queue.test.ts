@@ -1,20 +1,7 @@
-import { Duplex } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { Connection } from "../../src/protocol/index.js";
 import { DEFAULT_SESSION_OPTIONS, DefaultWebSocketSession, FlushScheduler } from "../../src/session/index.js";
-
-/** A duplex that records what the session writes and never produces data. */
-function recordingSocket(): { socket: Duplex; written: Buffer[] } {
-  const written: Buffer[] = [];
-  const socket = new Duplex({
-    read() {},
-    write(chunk: Buffer, _encoding, done) {
-      written.push(chunk);
-      done();
-    },
-  });
-  return { socket, written };
-}
+import { recordingSocket } from "../helpers/recording-socket.js";
 
 function openSession(scheduler: FlushScheduler) {
   const { socket, written } = recordingSocket();
