@@ -25,6 +25,19 @@ export {
   UsageError,
   type UsageErrorCode,
 } from "./protocol/index.js";
+export type {
+  AdapterHost,
+  ClusterCount,
+  DropReason,
+  GapEvent,
+  GapReason,
+  Publishable,
+  PublishOptions,
+  PublishResult,
+  PubSubAdapter,
+  PubSubHub,
+  PubSubStats,
+} from "./pubsub/index.js";
 export { type PathParams, RoutePatternError } from "./routing/index.js";
 export {
   BinaryFrame,
@@ -45,6 +58,7 @@ export {
   type SessionHandle,
   type SessionOptions,
   type SessionState,
+  type SlowSubscriberPolicy,
   TextFrame,
   type WebSocketFrame,
   WebSocketSession,

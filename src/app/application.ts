@@ -3,18 +3,30 @@ import { createServer as createHttpsServer, type ServerOptions as HttpsServerOpt
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { hasToken } from "../protocol/index.js";
+import {
+  type ClusterCount,
+  type Publishable,
+  type PublishOptions,
+  type PublishResult,
+  type PubSubConfig,
+  PubSubHub,
+} from "../pubsub/index.js";
 import { type RouteMatch, RoutePathError, RouteTree } from "../routing/index.js";
 import { FlushScheduler, type SessionHandle } from "../session/index.js";
 import { type ApplicationCall, HttpCall } from "./call.js";
 import { AppError } from "./errors.js";
+import { PubSub } from "./pubsub-plugin.js";
 import { Route, type RouteEntry, type RouteHost } from "./route-builder.js";
 import { closingResponse } from "./status-text.js";
 import { type AnySession, destroySocket, refuse, type UpgradeHost, upgrade } from "./upgrade.js";
 import { type DirectRequest, UpgradeGate } from "./upgrade-gate.js";
 import { type Plugin, WebSockets, type WebSocketsConfig } from "./websockets-plugin.js";
 
-export type ErrorKind = "handler" | "protocol" | "http";
-/** Receives errors: a handler that threw ("handler", "http") or a peer that broke the protocol ("protocol"). */
+export type ErrorKind = "handler" | "protocol" | "http" | "pubsub";
+/**
+ * Receives errors: a handler that threw ("handler", "http"), a peer that broke the protocol
+ * ("protocol"), or the pub/sub's backplane failing ("pubsub": Redis down; local delivery goes on).
+ */
 export type ErrorHook = (error: unknown, kind: ErrorKind) => void;
 
 export interface ListenOptions {
@@ -58,11 +70,17 @@ export class Application {
    * public surface.
    */
   readonly host: RouteHost & UpgradeHost;
+  /**
+   * Topics: who subscribes to what on this node, publishing, counts and statistics. In-process by
+   * default; the PubSub plugin's `adapter` carries publications to other processes.
+   */
+  readonly pubsub: PubSubHub;
 
   constructor() {
     const app = this;
     const tree = new RouteTree<RouteEntry>();
     const reportError = (error: unknown, kind: ErrorKind) => app.reportError(error, kind);
+    this.pubsub = new PubSubHub((error) => app.reportError(error, "pubsub"));
     this.host = {
       tree,
       get webSocketsInstalled() {
@@ -77,6 +95,7 @@ export class Application {
       reportError,
       inHook: new Set<Duplex>(),
       scheduler: new FlushScheduler(),
+      topics: this.pubsub,
       // One object for the whole application, not one per connection.
       sessionHooks: {
         onError: reportError,
@@ -92,8 +111,28 @@ export class Application {
     if (this.plugins.has(plugin.key)) {
       throw new AppError("PLUGIN_ALREADY_INSTALLED", `the ${plugin.name} plugin is already installed`);
     }
-    this.plugins.set(plugin.key, plugin.install(options));
+    const config = plugin.install(options);
+    this.plugins.set(plugin.key, config);
+    if (plugin.key === PubSub.key) this.pubsub.configure(config as PubSubConfig);
     return this;
+  }
+
+  /**
+   * Sends `data` to every subscriber of `topic`, on this node and (with an adapter) on the others:
+   * `app.pubsub.publish`. Returns what happened on this node.
+   */
+  publish(topic: string, data: Publishable, options?: PublishOptions): PublishResult {
+    return this.pubsub.publish(topic, data, options);
+  }
+
+  /** Subscribers of `topic` on this node: `app.pubsub.subscriberCount`. */
+  subscriberCount(topic: string): number {
+    return this.pubsub.subscriberCount(topic);
+  }
+
+  /** Subscribers of `topic` on every node, with a timeout: `app.pubsub.clusterSubscriberCount`. */
+  clusterSubscriberCount(topic: string, options?: { timeout?: number }): Promise<ClusterCount> {
+    return this.pubsub.clusterSubscriberCount(topic, options);
   }
 
   /** Defines routes: `app.routing((r) => { r.webSocket("/echo", handler) })`. */
@@ -343,6 +382,7 @@ export class Application {
     server?.closeAllConnections?.();
     for (const socket of this.waitingUpgrades) socket.destroy();
     await Promise.all([closed, ...left.map((s) => s.closeReason)]);
+    await this.pubsub.stop();
   }
 }
 

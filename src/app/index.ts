@@ -8,6 +8,7 @@ export {
 } from "./application.js";
 export { ApplicationCall, HttpCall, Rejection, UpgradeCall } from "./call.js";
 export { AppError, type AppErrorCode } from "./errors.js";
+export { PubSub, type PubSubOptions } from "./pubsub-plugin.js";
 export {
   type HttpHandler,
   type RawWebSocketHandler,

@@ -8,6 +8,7 @@ import {
   type FlushScheduler,
   RawWebSocketSession,
   type SessionHooks,
+  type TopicRegistry,
   type WebSocketSession,
 } from "../session/index.js";
 import { type ApplicationCall, Rejection, UpgradeCall } from "./call.js";
@@ -34,6 +35,8 @@ export interface UpgradeHost {
   readonly sessionHooks: SessionHooks;
   /** Writes every session's output once per event-loop turn. */
   readonly scheduler: FlushScheduler;
+  /** The application's pub/sub, where sessions' subscriptions are kept. */
+  readonly topics: TopicRegistry;
   sessionStarted(session: AnySession): void;
   sessionEnded(session: AnySession): void;
 }
@@ -149,6 +152,7 @@ export async function upgrade(
     protocol: entry.protocol,
     codec: negotiated.createCodec?.(),
     scheduler: host.scheduler,
+    topics: host.topics,
   }) as unknown as AnySession;
   if (!config.keepRequest) call.releaseRequest();
   host.sessionStarted(session);

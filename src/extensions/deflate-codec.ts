@@ -1,7 +1,7 @@
 import { Buffer } from "node:buffer";
 import { constants, createDeflateRaw, createInflateRaw, type DeflateRaw, type InflateRaw } from "node:zlib";
 import { CloseCode, ProtocolError } from "../protocol/index.js";
-import type { MessageCodec } from "./extension.js";
+import type { MessageCodec, MessageEncoder } from "./extension.js";
 import type { ConcurrencyLimiter } from "./zlib-limiter.js";
 
 const codecClosed = () => new ProtocolError("EXTENSION_FAILED", CloseCode.InternalError, "codec closed");
@@ -23,6 +23,8 @@ export interface DeflateCodecOptions {
   /** Messages smaller than this many bytes are sent uncompressed. */
   threshold: number;
   limiter: ConcurrencyLimiter;
+  /** Offered to publications (see `MessageCodec.sharedEncoder`); only with deflateNoContextTakeover. */
+  sharedEncoder?: MessageEncoder | undefined;
 }
 
 /**
@@ -44,6 +46,15 @@ export class DeflateCodec implements MessageCodec {
   private readonly busy = new Set<InflateRaw | DeflateRaw>();
 
   constructor(private readonly options: DeflateCodecOptions) {}
+
+  get sharedEncoder(): MessageEncoder | undefined {
+    return this.options.sharedEncoder;
+  }
+
+  /** @internal True while a compression stream is allocated. */
+  get holdsDeflater(): boolean {
+    return this.deflater !== undefined;
+  }
 
   decode(data: Buffer, maxSize: number, final = true): Promise<Buffer> {
     return this.options.limiter.run(() => this.unlessClosed(this.inflate(data, maxSize, final)));
@@ -225,5 +236,37 @@ export class DeflateCodec implements MessageCodec {
     if (!this.closed && this[which] === stream && !stream.destroyed) return true;
     if (!stream.destroyed) stream.close();
     return false;
+  }
+}
+
+/** How often a shared encoder checks whether its zlib stream went unused (and frees it). */
+const SHARED_IDLE_CHECK = 30_000;
+
+/**
+ * One compressor for every session that negotiated the same window and no context takeover: its
+ * output does not depend on earlier messages, so one compression serves all of them. Its zlib stream
+ * is freed after a quiet period.
+ */
+export class SharedDeflater implements MessageEncoder {
+  private readonly codec: DeflateCodec;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(options: Omit<DeflateCodecOptions, "sharedEncoder" | "deflateNoContextTakeover">) {
+    this.codec = new DeflateCodec({ ...options, deflateNoContextTakeover: true });
+  }
+
+  encode(data: Buffer): Promise<Buffer | undefined> | undefined {
+    const encoding = this.codec.encode(data);
+    if (encoding !== undefined && this.timer === undefined) {
+      this.timer = setInterval(() => {
+        this.codec.releaseIdle();
+        if (!this.codec.holdsDeflater) {
+          clearInterval(this.timer);
+          this.timer = undefined;
+        }
+      }, SHARED_IDLE_CHECK);
+      this.timer.unref();
+    }
+    return encoding;
   }
 }

@@ -35,4 +35,15 @@ export interface MessageCodec {
   releaseIdle?(): void;
   /** Frees everything (zlib streams); the codec is not used again. */
   close(): void;
+  /**
+   * An encoder whose output is valid for every session whose codec holds this same object (same
+   * parameters, no context kept between messages): a publication is compressed once per encoder.
+   */
+  readonly sharedEncoder?: MessageEncoder | undefined;
+}
+
+/** Encodes messages to send; what `MessageCodec.sharedEncoder` offers. */
+export interface MessageEncoder {
+  /** Encodes one message, or returns undefined to send it as it is (e.g. under a threshold). */
+  encode(data: Buffer): Promise<Buffer | undefined> | undefined;
 }

@@ -1,5 +1,5 @@
 import { AppError, type ExtensionOffer } from "../protocol/index.js";
-import { DeflateCodec } from "./deflate-codec.js";
+import { DeflateCodec, SharedDeflater } from "./deflate-codec.js";
 import type { AcceptedExtension, ServerExtension } from "./extension.js";
 import { ConcurrencyLimiter } from "./zlib-limiter.js";
 
@@ -88,6 +88,24 @@ export function permessageDeflate(options: PermessageDeflateOptions = {}): Serve
   const serverMax = checkRange("serverMaxWindowBits", options.serverMaxWindowBits ?? 15, 9, 15);
   const clientMax = checkRange("clientMaxWindowBits", options.clientMaxWindowBits ?? 15, 8, 15);
   const limiter = new ConcurrencyLimiter(checkRange("concurrency", options.concurrency ?? 10, 1, 1_000_000));
+  // By window size: every session without server context takeover and with the same window shares one.
+  const shared = new Map<number, SharedDeflater>();
+  const sharedFor = (windowBits: number): SharedDeflater => {
+    let encoder = shared.get(windowBits);
+    if (!encoder) {
+      encoder = new SharedDeflater({
+        deflateWindowBits: windowBits,
+        inflateWindowBits: 15,
+        inflateNoContextTakeover: true,
+        level,
+        memLevel,
+        threshold,
+        limiter,
+      });
+      shared.set(windowBits, encoder);
+    }
+    return encoder;
+  };
 
   const accept = (offer: Params): AcceptedExtension | undefined => {
     const serverBits = Math.min(serverMax, offer.serverMaxWindowBits ?? 15);
@@ -122,6 +140,7 @@ export function permessageDeflate(options: PermessageDeflateOptions = {}): Serve
           memLevel,
           threshold,
           limiter,
+          sharedEncoder: serverNoContext ? sharedFor(serverBits) : undefined,
         }),
     };
   };

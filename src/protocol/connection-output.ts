@@ -172,6 +172,23 @@ export abstract class ConnectionOutput {
     this.sendData(opcode, payload, options.fin ?? true, options.rsv1 ?? false);
   }
 
+  /**
+   * Queues a whole, unfragmented data frame encoded once for many connections (a publication): the
+   * buffers are shared, never written to. Server side only (client frames are masked one by one).
+   * Returns false, queueing nothing, while a fragmented message is being sent or after our Close.
+   */
+  sendEncoded(frame: Buffer[]): boolean {
+    if (this.side !== "server" || this.sendingOpcode !== 0 || this.closeSent || this.state === "closed")
+      return false;
+    this.queueFrame(frame);
+    return true;
+  }
+
+  /** True while a fragmented message we send is unfinished: only its continuation frames may follow. */
+  get sendingFragments(): boolean {
+    return this.sendingOpcode !== 0;
+  }
+
   sendPing(data: Uint8Array = EMPTY): void {
     this.sendControl(Opcode.Ping, data);
   }

@@ -73,7 +73,15 @@ export type UsageErrorCode =
   | "INVALID_CLOSE_CODE"
   | "CLOSE_REASON_TOO_LONG"
   | "SEND_AFTER_CLOSE"
-  | "INVALID_FRAME";
+  | "INVALID_FRAME"
+  /** A topic that is not a string of 1 to `maxTopicLength` UTF-8 bytes. */
+  | "INVALID_TOPIC"
+  /** A session already subscribed to `maxSubscriptionsPerSession` topics. */
+  | "TOO_MANY_SUBSCRIPTIONS"
+  /** A publication over `maxPublicationSize` bytes. */
+  | "PUBLICATION_TOO_LARGE"
+  /** Topics on a session that no application's pub/sub serves. */
+  | "NO_PUBSUB";
 
 /** The application asked for something the protocol forbids. Thrown synchronously to the caller. */
 export class UsageError extends Error {

@@ -16,6 +16,7 @@ export {
 export { IncomingQueue, ITEM_OVERHEAD } from "./incoming-queue.js";
 export { DEFAULT_SESSION_OPTIONS, resolveSessionOptions, type SessionOptions } from "./options.js";
 export { OutboundQueue } from "./outbound-queue.js";
+export { type Delivery, Publication, QUEUED, SKIPPED, SLOW } from "./publication.js";
 export { RawWebSocketSession } from "./raw-session.js";
 export { WebSocketSession } from "./session.js";
 export type {
@@ -26,5 +27,7 @@ export type {
   SessionHooks,
   SessionSetup,
   SessionState,
+  SlowSubscriberPolicy,
+  TopicRegistry,
 } from "./session-types.js";
 export { FRAME_OVERHEAD } from "./session-writer.js";

@@ -40,8 +40,28 @@ export interface SessionHandle<C = unknown> {
   readonly signal: AbortSignal;
   send(data: Sendable, options?: SendOptions): Promise<void>;
   flush(): Promise<void>;
+  subscribe(topic: string): Promise<void>;
+  unsubscribe(topic: string): boolean;
+  isSubscribed(topic: string): boolean;
+  readonly topics: readonly string[];
+  slowSubscriberPolicy: SlowSubscriberPolicy | undefined;
   close(code?: number | CloseReason, reason?: string): Promise<void>;
   terminate(): void;
+}
+
+/**
+ * What happens to a publication for a subscriber over its `outgoingHighWaterMark`: "drop" skips it
+ * (the session stays open), "close" closes the session (the pub/sub's `slowCloseCode`).
+ */
+export type SlowSubscriberPolicy = "drop" | "close";
+
+/** Where sessions' topic subscriptions are kept: an application's pub/sub. */
+export interface TopicRegistry {
+  /** Throws a UsageError for an invalid topic or past the subscription limit; the promise never rejects. */
+  subscribe(session: SessionHandle, topic: string): Promise<void>;
+  unsubscribe(session: SessionHandle, topic: string): boolean;
+  /** The session no longer takes publications: every subscription it has ends. */
+  leaveAll(session: SessionHandle): void;
 }
 
 /** Why a session reports to the error hook: the application's handler failed, or the peer broke the protocol. */
@@ -64,4 +84,6 @@ export interface SessionSetup<C, D> {
   codec?: MessageCodec | undefined;
   /** Writes at the end of each turn; an application shares one among its sessions. */
   scheduler?: FlushScheduler;
+  /** Topic subscriptions (the application's pub/sub); without it, `subscribe` throws NO_PUBSUB. */
+  topics?: TopicRegistry;
 }

@@ -22,6 +22,7 @@ import { InboundDecoder } from "./inbound-decoder.js";
 import { compact, IncomingQueue } from "./incoming-queue.js";
 import type { SessionOptions } from "./options.js";
 import { OutboundQueue } from "./outbound-queue.js";
+import { type Delivery, type Publication, QUEUED, SKIPPED, SLOW } from "./publication.js";
 import type {
   Sendable,
   SendOptions,
@@ -29,6 +30,8 @@ import type {
   SessionHooks,
   SessionSetup,
   SessionState,
+  SlowSubscriberPolicy,
+  TopicRegistry,
 } from "./session-types.js";
 import { EMPTY, FRAME_OVERHEAD, noop, RESOLVED, SessionWriter } from "./session-writer.js";
 
@@ -105,6 +108,11 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   private finalReason: CloseReason | undefined;
   private localReason: CloseReason | undefined;
   private writer: WritableStream<Sendable> | undefined;
+  private readonly topicRegistry: TopicRegistry | undefined;
+  /** @internal The topics subscribed to (kept by the registry; made on the first subscription). */
+  subscriptions: Set<string> | undefined;
+  /** What the pub/sub does when this session is too slow for a publication; undefined: its default. */
+  slowSubscriberPolicy: SlowSubscriberPolicy | undefined;
 
   /** @internal Sessions are made by the app layer (or a client); handlers receive them. */
   constructor(socket: Duplex, connection: Connection, options: SessionOptions, setup: SessionSetup<C, D>) {
@@ -116,6 +124,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     this.data = setup.data;
     this.extensions = setup.extensions ?? [];
     this.protocol = setup.protocol;
+    this.topicRegistry = setup.topics;
     this.incoming = new IncomingQueue<F>(options.incomingBufferLimit, this);
     (socket as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
     // Listeners are shared by every session (no closures per session): they find it through the socket.
@@ -250,18 +259,30 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
         ),
       );
     }
-    const codec = this.codec;
     const compress =
-      codec !== undefined &&
+      this.codec !== undefined &&
       options?.compress !== false &&
       fin &&
       !rsv1 &&
       (opcode === Opcode.Text || opcode === Opcode.Binary);
+    return this.queueMessage(opcode, payload, fin, rsv1, compress, buffered);
+  }
+
+  /** Queues a frame behind whatever waits, compressing it first when asked (and the codec agrees). */
+  private queueMessage(
+    opcode: number,
+    payload: Buffer,
+    fin: boolean,
+    rsv1: boolean,
+    compress: boolean,
+    buffered: number,
+  ): Promise<void> {
+    const codec = this.codec;
     const outbound = this.outbound;
     if (outbound !== undefined && !outbound.idle) {
       return outbound.sendFrame(opcode, payload, fin, rsv1, compress).then(() => this.afterQueued());
     }
-    if (compress) {
+    if (compress && codec !== undefined) {
       let encoding: Promise<Buffer | undefined> | undefined;
       try {
         encoding = codec.encode(payload);
@@ -293,6 +314,69 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     const outbound = this.outbound;
     if (outbound !== undefined && !outbound.idle) return outbound.runAfter(noop).then(() => this.writeAll());
     return this.writeAll();
+  }
+
+  /**
+   * Subscribes to a topic of the application's pub/sub: publications to it are sent to this session,
+   * in order with its own sends, until `unsubscribe` or the session starts closing. Resolves when
+   * publications from every node reach it (at once without a backplane); never rejects. Throws a
+   * UsageError for an invalid topic or past `maxSubscriptionsPerSession`. Does nothing once closing.
+   */
+  subscribe(topic: string): Promise<void> {
+    const registry = this.topicRegistry;
+    if (registry === undefined)
+      throw new UsageError("NO_PUBSUB", "this session belongs to no application with pub/sub");
+    if (this.phase !== "open" && this.phase !== "replying") return RESOLVED;
+    return registry.subscribe(this, topic);
+  }
+
+  /** Ends a subscription; false if there was none. */
+  unsubscribe(topic: string): boolean {
+    return this.topicRegistry?.unsubscribe(this, topic) ?? false;
+  }
+
+  isSubscribed(topic: string): boolean {
+    return this.subscriptions?.has(topic) ?? false;
+  }
+
+  /** The topics this session subscribes to. */
+  get topics(): readonly string[] {
+    return this.subscriptions === undefined ? [] : [...this.subscriptions];
+  }
+
+  /**
+   * @internal A publication to one of this session's topics: queued behind its own sends (compressed
+   * once for all sessions sharing an encoder, else by its own codec), or refused: SLOW over the
+   * high-water mark, SKIPPED when closing or while a fragmented message of its own is unfinished.
+   */
+  deliverPublication(pub: Publication): Delivery {
+    const phase = this.phase;
+    if ((phase !== "open" && phase !== "replying") || this.connection.sendingFragments) return SKIPPED;
+    const buffered = this.bufferedAmount;
+    if (buffered > this.options.outgoingHighWaterMark) return SLOW;
+    const opcode = pub.opcode;
+    const codec = this.codec;
+    if (codec !== undefined && pub.compress) {
+      const shared = codec.sharedEncoder;
+      if (shared === undefined) {
+        // Context takeover: only this session's own compressor can encode for it.
+        this.queueMessage(opcode, pub.payload, true, false, true, buffered).catch(noop);
+        return QUEUED;
+      }
+      const encoding = pub.compressedBy(shared);
+      if (encoding !== undefined) {
+        this.ensureOutbound().sendFrame(opcode, pub.payload, true, false, true, encoding).catch(noop);
+        return QUEUED;
+      }
+    }
+    const outbound = this.outbound;
+    if (outbound !== undefined && !outbound.idle) {
+      outbound.sendFrame(opcode, pub.payload, true, false, false).catch(noop);
+      return QUEUED;
+    }
+    if (!this.connection.sendEncoded(pub.frame())) return SKIPPED;
+    this.scheduleFlush();
+    return QUEUED;
   }
 
   /**
@@ -619,6 +703,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   private startClose(code: number | undefined, reason: string): void {
     if (this.phase !== "open" && this.phase !== "replying") return;
     this.phase = "closing";
+    this.leaveTopics();
     this.clearTimer();
     const outbound = this.outbound;
     if (outbound !== undefined && !outbound.idle) {
@@ -647,6 +732,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   private startDraining(): void {
     if (this.phase === "draining" || this.phase === "closed") return;
     this.phase = "draining";
+    this.leaveTopics();
     this.outbound?.abort(this.closedError());
     this.writeOutput(true);
     if (this.connection.side === "server" || this.flags & ABANDON) this.endSocket();
@@ -678,6 +764,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   finish(): void {
     if (this.phase === "closed") return;
     this.phase = "closed";
+    this.leaveTopics();
     this.clearTimer();
     const socket = this.socket;
     socket.off("data", onSocketData);
@@ -701,6 +788,10 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     this.resolveCloseReason?.(reason);
     this.abort?.abort(reason);
     this.hooks.onEnd?.(this);
+  }
+
+  private leaveTopics(): void {
+    if (this.subscriptions !== undefined) this.topicRegistry?.leaveAll(this);
   }
 
   private releaseInbound(): void {

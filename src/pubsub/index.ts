@@ -1,0 +1,12 @@
+export type { AdapterHost, ClusterCount, GapReason, PubSubAdapter } from "./adapter.js";
+export {
+  DEFAULT_PUBSUB_CONFIG,
+  type DropReason,
+  type GapEvent,
+  type Publishable,
+  type PublishOptions,
+  type PublishResult,
+  type PubSubConfig,
+  PubSubHub,
+  type PubSubStats,
+} from "./hub.js";
