@@ -4,6 +4,7 @@ import { CloseCode, ProtocolError } from "../protocol/index.js";
 import type { MessageCodec, MessageEncoder } from "./extension.js";
 import type { ConcurrencyLimiter } from "./zlib-limiter.js";
 
+const noop = (): void => {};
 const codecClosed = () => new ProtocolError("EXTENSION_FAILED", CloseCode.InternalError, "codec closed");
 
 /** The empty stored block that ends a sync flush; stripped when sending, restored when receiving (RFC 7692 §7.2). */
@@ -249,15 +250,21 @@ const SHARED_IDLE_CHECK = 30_000;
  */
 export class SharedDeflater implements MessageEncoder {
   private readonly codec: DeflateCodec;
+  private readonly threshold: number;
   private timer: NodeJS.Timeout | undefined;
+  /** The last compression asked for: one zlib stream does one message at a time, in order. */
+  private tail: Promise<unknown> = Promise.resolve();
 
   constructor(options: Omit<DeflateCodecOptions, "sharedEncoder" | "deflateNoContextTakeover">) {
     this.codec = new DeflateCodec({ ...options, deflateNoContextTakeover: true });
+    this.threshold = options.threshold;
   }
 
   encode(data: Buffer): Promise<Buffer | undefined> | undefined {
-    const encoding = this.codec.encode(data);
-    if (encoding !== undefined && this.timer === undefined) {
+    if (data.length < this.threshold) return undefined;
+    const encoding = this.tail.then(() => this.codec.encode(data));
+    this.tail = encoding.catch(noop);
+    if (this.timer === undefined) {
       this.timer = setInterval(() => {
         this.codec.releaseIdle();
         if (!this.codec.holdsDeflater) {

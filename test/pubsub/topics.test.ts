@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import {
   type Application,
   createApp,
@@ -7,34 +7,16 @@ import {
   type Route,
   type SessionHandle,
   UsageError,
-  WebSockets,
-  type WebSocketsOptions,
 } from "../../src/index.js";
-import { onCleanup } from "../helpers/cleanup.js";
+import { cleanup } from "../helpers/cleanup.js";
 import { until } from "../helpers/wait.js";
 import { WsClient } from "../helpers/ws-client.js";
+import { startPubSub } from "./pubsub-app.js";
 
-async function startPubSub(
-  build: (route: Route<"">) => void,
-  pubsub?: PubSubOptions,
-  ws: WebSocketsOptions = {},
-) {
-  const errors: unknown[] = [];
-  const app = createApp()
-    .install(WebSockets, ws)
-    .onError((e) => errors.push(e));
-  if (pubsub) app.install(PubSub, pubsub);
-  app.routing(build);
-  const { url } = await app.listen({ port: 0 });
-  onCleanup(() => app.stop({ grace: 0 }));
-  return { app, wsUrl: url.replace(/^http/, "ws"), errors };
-}
-
-/** The app, for routes defined before it exists. */
-const holder: { app?: Application } = {};
+afterEach(cleanup);
 
 /** A route that subscribes to `/t/{topic}` and publishes what it receives, except to itself. */
-function chatRoute(r: Route<"">, sessions: SessionHandle[] = []) {
+function chatRoute(r: Route<"">, app: Application, sessions: SessionHandle[] = []) {
   r.webSocket("/t/{topic}", async (session) => {
     const topic = session.call.parameters.topic!;
     sessions.push(session);
@@ -42,15 +24,14 @@ function chatRoute(r: Route<"">, sessions: SessionHandle[] = []) {
     await session.send(`joined ${topic}`);
     for await (const m of session.incoming) {
       if (m.type === "text" && m.text === "leave") session.unsubscribe(topic);
-      else holder.app!.publish(topic, m.type === "text" ? m.text : m.data, { except: session });
+      else app.publish(topic, m.type === "text" ? m.text : m.data, { except: session });
     }
   });
 }
 
 describe("topics in one process", () => {
   it("delivers to every subscriber but the excepted one, in publish order", async () => {
-    const { app, wsUrl } = await startPubSub((r) => chatRoute(r));
-    holder.app = app;
+    const { app, wsUrl } = await startPubSub((r, app) => chatRoute(r, app));
     const a = await WsClient.open(`${wsUrl}/t/room`);
     const b = await WsClient.open(`${wsUrl}/t/room`);
     const c = await WsClient.open(`${wsUrl}/t/other`);
@@ -68,8 +49,7 @@ describe("topics in one process", () => {
   });
 
   it("sends bytes as binary and text as text", async () => {
-    const { app, wsUrl } = await startPubSub((r) => chatRoute(r));
-    holder.app = app;
+    const { app, wsUrl } = await startPubSub((r, app) => chatRoute(r, app));
     const a = await WsClient.open(`${wsUrl}/t/x`);
     await a.nextText();
     app.publish("x", new Uint8Array([1, 2, 3]));
@@ -83,8 +63,7 @@ describe("topics in one process", () => {
 
   it("unsubscribes on unsubscribe() and when the session ends; counts follow", async () => {
     const sessions: SessionHandle[] = [];
-    const { app, wsUrl } = await startPubSub((r) => chatRoute(r, sessions));
-    holder.app = app;
+    const { app, wsUrl } = await startPubSub((r, app) => chatRoute(r, app, sessions));
     const a = await WsClient.open(`${wsUrl}/t/room`);
     const b = await WsClient.open(`${wsUrl}/t/room`);
     await a.nextText();
