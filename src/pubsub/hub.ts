@@ -330,7 +330,11 @@ export class PubSubHub implements TopicRegistry {
     const adapter = this.config.adapter;
     if (adapter !== undefined && !this.adapterStarted) {
       this.adapterStarted = true;
-      adapter.start(this.adapterHost);
+      try {
+        adapter.start(this.adapterHost);
+      } catch (error) {
+        this.reportError(error); // local delivery does not depend on the backplane
+      }
     }
     return adapter;
   }
