@@ -12,7 +12,8 @@
  *
  * The app: /ws?topic=T (subscribes to T) sends "pid <pid>" first, "subscribed" once subscribed. Text
  * commands: "pub T text", "seq T N tag" (N publications "tag i"), "count T ms" (answers "count {json}"),
- * "block ms" (busy-waits: an unresponsive worker), "errors" (answers "errors [codes]"); a binary
+ * "sub T" (answers "subscribed T"), "block ms" (answers "blocking", then busy-waits: an
+ * unresponsive worker, then "unblocked"), "errors" (answers "errors [codes]"), "stats" (answers "stats {app.pubsub.stats}"); a binary
  * message is published as it is to T.
  */
 import cluster from "node:cluster";
@@ -30,7 +31,13 @@ async function startApp(adapter) {
   /** @type {string[]} */
   const errors = [];
   const app = createApp()
-    .install(WebSockets, { pingPeriod: 0 })
+    .install(WebSockets, {
+      pingPeriod: 0,
+      // 10,000 publications in one turn are ~2 MiB queued per subscriber (frame overhead included):
+      // over the default high-water mark they would be dropped, which is not what the tests look at.
+      outgoingHighWaterMark: 32 * 1024 * 1024,
+      outgoingBufferLimit: 64 * 1024 * 1024,
+    })
     .install(PubSub, { adapter })
     .onError((/** @type {any} */ error, /** @type {string} */ kind) => {
       errors.push(`${kind}:${error?.code ?? String(error)}`);
@@ -50,12 +57,20 @@ async function startApp(adapter) {
         if (cmd === "pub") app.publish(a, m.text.slice(5 + a.length));
         else if (cmd === "seq") for (let i = 0; i < Number(b); i++) app.publish(a, `${c} ${i}`);
         else if (cmd === "count")
-          await session.send(`count ${JSON.stringify(await app.clusterSubscriberCount(a, { timeout: Number(b) }))}`);
-        else if (cmd === "block") {
+          await session.send(
+            `count ${JSON.stringify(await app.clusterSubscriberCount(a, { timeout: Number(b) }))}`,
+          );
+        else if (cmd === "sub") {
+          await session.subscribe(a);
+          await session.send(`subscribed ${a}`);
+        } else if (cmd === "block") {
+          await session.send("blocking");
+          await session.flush(); // so the test knows the loop has begun
           const until = Date.now() + Number(a);
           while (Date.now() < until); // the point: this worker's event loop answers nothing meanwhile
           await session.send("unblocked");
         } else if (cmd === "errors") await session.send(`errors ${JSON.stringify(errors)}`);
+        else if (cmd === "stats") await session.send(`stats ${JSON.stringify(app.pubsub.stats)}`);
       }
     }),
   );
