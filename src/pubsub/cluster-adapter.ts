@@ -7,7 +7,7 @@ import type { AdapterHost, ClusterCount, PubSubAdapter } from "./adapter.js";
  * IPC channel. Each carries `MARK` so that the user's own IPC messages are left alone.
  *
  * Worker → primary: hello (joins, with its topics), bye, sub (acked), unsub, pub, gap, count, counta.
- * Primary → worker: pub, ack, gap, countq, countr.
+ * Primary → worker: welcome, pub, ack, gap, countq, countr.
  */
 export const MARK = "sockway.cluster";
 
@@ -15,7 +15,9 @@ export const MARK = "sockway.cluster";
 export type WirePayload = string | Uint8Array;
 
 export type WireMessage =
-  | { [MARK]: "hello"; topics: string[] }
+  /** `probe` arrives as a Uint8Array only over an "advanced" channel: the relay says which in `welcome`. */
+  | { [MARK]: "hello"; topics: string[]; probe: Uint8Array }
+  | { [MARK]: "welcome"; advanced: boolean }
   | { [MARK]: "bye" }
   | { [MARK]: "sub"; t: string; id: number }
   | { [MARK]: "unsub"; t: string }
@@ -118,8 +120,11 @@ class ClusterAdapter implements PubSubAdapter {
   private host: AdapterHost | undefined;
   private readonly maxBacklog: number;
   private readonly subscribeTimeout: number;
-  /** Node gives a forked child the channel's serialization in its environment. */
-  private readonly advanced = process.env.NODE_CHANNEL_SERIALIZATION_MODE === "advanced";
+  /**
+   * Bytes go as they are once the relay has seen that the channel is "advanced"; until then as base64,
+   * which both modes carry. (Node removes the mode from the child's environment, and exposes it nowhere.)
+   */
+  private advanced = false;
   private backlog = 0;
   /** Topics whose publications were dropped over the backlog limit, for the gap once it drains. */
   private readonly lost = new Set<string>();
@@ -141,7 +146,7 @@ class ClusterAdapter implements PubSubAdapter {
     this.disconnectReported = false;
     this.proc.on("message", this.onMessage);
     this.proc.on("disconnect", this.onDisconnect);
-    this.send({ [MARK]: "hello", topics: [...host.topics()] });
+    this.send({ [MARK]: "hello", topics: [...host.topics()], probe: Uint8Array.of(1) });
   }
 
   subscribe(topic: string): Promise<void> | void {
@@ -223,6 +228,7 @@ class ClusterAdapter implements PubSubAdapter {
     this.settleAll();
     this.lost.clear();
     this.host = undefined;
+    this.advanced = false; // a later start asks the relay again
     if (!this.proc.connected) return;
     await new Promise<void>((resolve) => this.proc.send({ [MARK]: "bye" }, () => resolve()));
   }
@@ -233,6 +239,9 @@ class ClusterAdapter implements PubSubAdapter {
     switch (message[MARK]) {
       case "pub":
         host.deliver(message.t, decodePayload(message.p, message.b), message.b);
+        break;
+      case "welcome":
+        this.advanced = message.advanced === true;
         break;
       case "ack": {
         const ack = this.acks.get(message.id);

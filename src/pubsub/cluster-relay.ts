@@ -141,6 +141,7 @@ export class ClusterRelay {
         this.leave(member);
         member.joined = true;
         for (const t of m.topics) this.interested(member, t);
+        this.send(member, { [MARK]: "welcome", advanced: m.probe instanceof Uint8Array });
         return;
       }
       case "bye":
@@ -206,9 +207,8 @@ export class ClusterRelay {
     const timeout = Math.min(Math.max(0, Number.isFinite(ms) ? ms : 0), this.maxCountTimeout);
     const timer = setTimeout(() => {
       const pending = this.pendingCounts.get(query);
-      if (pending === undefined) return;
-      pending.complete = false;
-      this.finishCount(query);
+      // Those still waited for make it partial (finishCount).
+      if (pending !== undefined) this.finishCount(query);
     }, timeout);
     this.pendingCounts.set(query, { from, id, waiting, n: 0, nodes: 0, complete: true, timer });
     if (waiting.size === 0) return this.finishCount(query);

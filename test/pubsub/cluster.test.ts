@@ -315,7 +315,13 @@ describe("clusterAdapter outside node:cluster", () => {
     await onX.ws.send("pub p local only");
     expect(await onX2.ws.nextText()).toBe("local only");
     expect(await onX.ws.nextText()).toBe("local only");
-    expect(await ask<string[]>(onX, "errors", "errors")).toContain("pubsub:CLUSTER_DISCONNECTED");
+    // A new topic and a topic's last subscriber leaving: both would tell the gone primary.
+    const late = await WsClient.open(`ws://127.0.0.1:${x.port}/ws?topic=q`);
+    await take({ ws: late, pid: 0 }, 2);
+    late.close();
+    await late.closed;
+    await onX.ws.send("pub q nobody"); // a round trip through x after the unsubscribe
+    expect(await ask<string[]>(onX, "errors", "errors")).toEqual(["pubsub:CLUSTER_DISCONNECTED"]);
     expect(x.proc.exitCode).toBe(null);
     expect(alive(x.proc.pid!)).toBe(true);
     // y got nothing of it, and was told nothing twice.
