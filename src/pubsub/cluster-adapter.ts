@@ -34,7 +34,7 @@ export function isWireMessage(message: unknown): message is WireMessage {
 }
 
 /**
- * Measured on Node 20, 2 cores (see docs/cluster.md): node's "json" channel with bytes as base64 moves
+ * Measured on Node 20, 2 shared cores (100,000 messages one way, a child decoding them): node's "json" channel with bytes as base64 moves
  * small publications (64 B to 1 KiB) 1.4-1.6x faster than "advanced" (v8 serialization); advanced is
  * ~2x faster from ~8 KiB up. Both are supported: the adapter encodes for its own channel's mode.
  */
