@@ -7,6 +7,7 @@ export {
   type StopOptions,
 } from "./application.js";
 export { ApplicationCall, HttpCall, Rejection, UpgradeCall } from "./call.js";
+export * from "./cluster.js";
 export { AppError, type AppErrorCode } from "./errors.js";
 export { PubSub, type PubSubOptions } from "./pubsub-plugin.js";
 export {
