@@ -398,6 +398,7 @@ function processDone(/** @type {number} */ s, /** @type {bigint} */ t) {
     published++;
     latencies.push(Number(p.last - /** @type {bigint} */ (stamp)) / 1000);
   }
+  if (completed()) running = false;
   if (running) publish();
   else if (inflight === 0) stopped();
 }
@@ -414,46 +415,89 @@ const percentile = (/** @type {number[]} */ xs, /** @type {number} */ q) => {
 };
 const sleep = (/** @type {number} */ ms) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * The measured window of a phase starts and ends at completions of publishes (so that no publish is
+ * counted in part): it opens at the first completion after the warm-up and closes at the first one
+ * after `seconds` once at least max(10, 2 x window) publishes are in it, or after 6 x `seconds` (at
+ * least 20 s) whatever the count.
+ */
+let windowStart = 0;
+let phaseLabel = "";
+/** @type {() => void} */
+let windowClosed = () => {};
+let cpuAtStart = process.cpuUsage();
+let eluAtStart = performance.eventLoopUtilization();
+let deliveriesAtStart = 0;
+/** @type {Record<string, unknown>} */
+let windowStats = {};
+let opening = false;
+
+function completed() {
+  const now = performance.now();
+  if (opening) {
+    opening = false;
+    measuring = true;
+    windowStart = now;
+    published = 0;
+    latencies = [];
+    cpuAtStart = process.cpuUsage();
+    eluAtStart = performance.eventLoopUtilization();
+    deliveriesAtStart = deliveries;
+    say(`START ${phaseLabel}`);
+    return false;
+  }
+  if (!measuring) return false;
+  const elapsed = now - windowStart;
+  const enough = published >= Math.max(10, 2 * window);
+  if (
+    (elapsed >= settings.seconds * 1000 && enough) ||
+    elapsed >= Math.max(20_000, 6_000 * settings.seconds)
+  ) {
+    measuring = false;
+    const c = process.cpuUsage(cpuAtStart);
+    windowStats = {
+      seconds: elapsed / 1000,
+      leadElu: performance.eventLoopUtilization(eluAtStart).utilization,
+      leadCpuSeconds: (c.user + c.system) / 1e6,
+      deliveriesHere: deliveries - deliveriesAtStart,
+      complete: enough,
+    };
+    say(`END ${phaseLabel}`);
+    windowClosed();
+    return true;
+  }
+  return false;
+}
+
 /** @type {Record<string, unknown>[]} */
 const results = [];
 for (const phase of settings.phases) {
   size = phase.size;
   window = phase.window;
+  phaseLabel = `${phase.size} ${phase.window}`;
   running = true;
   lastProgress = Date.now();
+  const closedWindow = new Promise((r) => {
+    windowClosed = () => r(undefined);
+  });
   publish();
   await sleep(settings.warmup * 1000);
-  const label = `${phase.size} ${phase.window}`;
-  say(`START ${label}`);
-  const cpu = process.cpuUsage();
-  const elu = performance.eventLoopUtilization();
-  const d0 = deliveries;
-  const t0 = performance.now();
-  published = 0;
-  latencies = [];
-  measuring = true;
-  await sleep(settings.seconds * 1000);
-  measuring = false;
-  const wall = (performance.now() - t0) / 1000;
-  const c = process.cpuUsage(cpu);
-  const e = performance.eventLoopUtilization(elu).utilization;
-  say(`END ${label}`);
+  opening = true;
+  await closedWindow;
   const done = new Promise((r) => {
     stopped = () => r(undefined);
   });
   running = false;
-  await done;
+  if (inflight > 0) await done;
+  const seconds = /** @type {number} */ (windowStats.seconds);
   results.push({
     ...phase,
+    ...windowStats,
     publishes: published,
-    seconds: wall,
-    publishesPerSecond: published / wall,
-    deliveriesHere: deliveries - d0,
+    publishesPerSecond: published / seconds,
     latencyP50us: percentile(latencies, 0.5),
     latencyP99us: percentile(latencies, 0.99),
     latencyMaxUs: percentile(latencies, 1),
-    leadElu: e,
-    leadCpuSeconds: (c.user + c.system) / 1e6,
   });
 }
 clearInterval(watchdog);
