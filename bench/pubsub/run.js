@@ -6,7 +6,7 @@
  *   node bench/pubsub/run.js                 all pub/sub scenarios (npm run bench runs them after the rest)
  *   BENCH_ONLY=fanout,growth,sub-memory,redis    some of them
  *   BENCH_SERVERS=sockway,ws,bun,socketio    fan-out columns
- *   BENCH_ROUNDS (3), BENCH_SECONDS (3 per payload size), BENCH_WARMUP (1), BENCH_QUICK=1,
+ *   BENCH_ROUNDS (3), BENCH_SECONDS (2 per phase), BENCH_WARMUP (0.5), BENCH_RETRIES (1), BENCH_QUICK=1,
  *   BENCH_PROFILE=1 (sockway servers with --cpu-prof into bench/results/tmp/), BENCH_SOCKWAY_DIST,
  *   BENCH_SERVER_CPUS / BENCH_LOAD_CPUS (0 / 1), BENCH_QUIET_BUDGET (seconds, 120).
  */
@@ -21,8 +21,8 @@ import { fmt } from "../lib/report.js";
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const quick = process.env.BENCH_QUICK === "1";
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (quick ? 1 : 3));
-const SECONDS = Number(process.env.BENCH_SECONDS ?? (quick ? 1 : 3));
-const WARMUP = Number(process.env.BENCH_WARMUP ?? (quick ? 0.5 : 1));
+const SECONDS = Number(process.env.BENCH_SECONDS ?? (quick ? 1 : 2));
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 0.5);
 const SERVER_CPUS = process.env.BENCH_SERVER_CPUS ?? "0";
 const LOAD_CPUS = process.env.BENCH_LOAD_CPUS ?? "1";
 const PROFILE = process.env.BENCH_PROFILE === "1";
@@ -37,7 +37,7 @@ const servers = process.env.BENCH_SERVERS
 let quietBudget = Number(process.env.BENCH_QUIET_BUDGET ?? 120) * 1000;
 const CONTENDED = 0.15;
 /** A contended measurement is repeated at most this many times. */
-const RETRIES = Number(process.env.BENCH_RETRIES ?? 2);
+const RETRIES = Number(process.env.BENCH_RETRIES ?? 1);
 /** Subscriber sockets per client process (each also holds a few fds of its own; the limit is 20,000). */
 const PER_CLIENT = 10_000;
 const BUN = `${root}node_modules/.bin/bun`;
