@@ -58,6 +58,8 @@ const PHASES = SIZES.flatMap((size) => WINDOWS.map((window) => ({ size, window }
 const GROWTH_N = quick ? [1000, 5000] : [1000, 10_000, 19_000];
 const MEMORY_N = quick ? 2000 : 10_000;
 const REDIS_PER_NODE = quick ? 200 : 1000;
+/** Columns of the Redis scenario (BENCH_REDIS_SERVERS=socketio checks the harness without sockway's adapter). */
+const REDIS_SERVERS = (process.env.BENCH_REDIS_SERVERS ?? "sockway,socketio").split(",").filter(Boolean);
 
 const log = (/** @type {string} */ s) => process.stderr.write(`${s}\n`);
 const median = (/** @type {number[]} */ xs) => {
@@ -431,7 +433,8 @@ async function record(
 }
 
 async function main() {
-  const redisReady = selected("redis") ? await sockwayHasRedisAdapter() : false;
+  const redisReady =
+    selected("redis") && (!REDIS_SERVERS.includes("sockway") || (await sockwayHasRedisAdapter()));
   if (selected("redis") && !redisReady) {
     const why =
       "redis: SKIPPED, this sockway build has no redisAdapter (src/pubsub/redis.ts is on the `redis` branch, not merged yet)";
@@ -460,7 +463,7 @@ async function main() {
       if (redisReady) {
         redis ??= await startRedis();
         redisPid = redis.child.pid;
-        for (const server of rotate(["sockway", "socketio"], round))
+        for (const server of rotate(REDIS_SERVERS, round))
           await record("redis", server, round, () =>
             measureFanout({
               server,
