@@ -15,7 +15,7 @@
  * BENCH_QUIET_BUDGET seconds the whole run may spend waiting for other work on the machine to leave the
  * pinned cores alone before load measurements (default 180; 0 turns the wait off).
  */
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import os from "node:os";
@@ -93,6 +93,28 @@ if (process.env.BENCH_SERVERS) {
   columns = columns.filter((c) => wanted.includes(c));
 }
 const allScenarios = scenarios(quick).filter((s) => ONLY.length === 0 || ONLY.includes(s.id));
+
+// The pub/sub scenarios have their own runner (bench/pubsub/run.js): it runs after these, or alone when
+// BENCH_ONLY names only pub/sub scenarios. Same environment (rounds, seconds, servers, pinning).
+const PUBSUB_IDS = ["fanout", "growth", "sub-memory", "redis"];
+const pubsubWanted = ONLY.length === 0 || ONLY.some((id) => PUBSUB_IDS.includes(id));
+const classicWanted = ONLY.length === 0 || ONLY.some((id) => !PUBSUB_IDS.includes(id));
+
+/** Runs the pub/sub benchmarks; resolves with their exit code. */
+function runPubSub() {
+  return /** @type {Promise<number>} */ (
+    new Promise((resolve) => {
+      const child = spawn(process.execPath, [`${root}bench/pubsub/run.js`], {
+        env: { ...process.env, BENCH_PARENT: "1" },
+        stdio: ["pipe", "inherit", "inherit"],
+      });
+      child.on("exit", (code) => resolve(code ?? 1));
+      child.on("error", () => resolve(1));
+    })
+  );
+}
+
+if (!classicWanted) process.exit(await runPubSub());
 
 const machine = {
   date: new Date().toISOString(),
@@ -545,4 +567,6 @@ if (!partial)
 console.log(
   `\nwrote ${jsonPath.slice(root.length)}${partial ? " (a partial run: latest.svg unchanged)" : ` and ${svgPath.slice(root.length)}`} (${elapsed()} in all)`,
 );
-process.exit(exitCode || (Object.keys(failures).length > 0 || measurements.some((m) => m.error) ? 2 : 0));
+exitCode ||= Object.keys(failures).length > 0 || measurements.some((m) => m.error) ? 2 : 0;
+if (pubsubWanted) exitCode = Math.max(exitCode, await runPubSub());
+process.exit(exitCode);

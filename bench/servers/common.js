@@ -16,8 +16,13 @@ export const broadcast = process.env.BENCH_MODE === "broadcast";
 /** `BENCH_DEFLATE=1`: permessage-deflate on, every message compressed (threshold 0). */
 export const deflate = process.env.BENCH_DEFLATE === "1";
 
-/** Tells the harness the port, and starts listening for its commands. */
-export function ready(/** @type {number} */ port) {
+/**
+ * Tells the harness the port, and starts listening for its commands. Lines other than "gc" go to
+ * `onCommand` (the pub/sub servers answer COUNT and SUB).
+ * @param {number} port
+ * @param {(line: string) => void} [onCommand]
+ */
+export function ready(port, onCommand) {
   process.stdout.write(`READY ${port}\n`);
   let pending = "";
   process.stdin.setEncoding("utf8");
@@ -30,7 +35,7 @@ export function ready(/** @type {number} */ port) {
       if (line === "gc") {
         collectGarbage();
         process.stdout.write("GC\n");
-      }
+      } else if (line !== "") onCommand?.(line);
       nl = pending.indexOf("\n");
     }
   });
