@@ -323,13 +323,27 @@ async function openSession(input: string | URL, options: ClientOptions): Promise
       );
       current.on("upgrade", (res: IncomingMessage, socket: Duplex, head: Buffer) => {
         if (settled) return void socket.destroy();
-        const result = accept(res, key, url, o);
-        if (result instanceof HandshakeError) {
+        let session: ClientSession;
+        try {
+          const result = accept(res, key, url, o);
+          if (result instanceof HandshakeError) {
+            socket.destroy();
+            settle(result);
+            return;
+          }
+          session = startSession(socket, head, res, url, o, result);
+        } catch (error) {
+          // A bug of ours must reject this connect, not escape from node:http's event as an uncaught error.
           socket.destroy();
-          settle(result);
+          if (!settled) {
+            settled = true;
+            clearTimeout(timer);
+            signal?.removeEventListener("abort", onAbort);
+            reject(error);
+          }
           return;
         }
-        settle(undefined, startSession(socket, head, res, url, o, result));
+        settle(undefined, session);
       });
       current.on("response", (res: IncomingMessage) => {
         if (settled) return void res.destroy();

@@ -62,6 +62,15 @@ describe("the request", () => {
     for (const r of [r1, r2]) expect(Buffer.from(r.headers["sec-websocket-key"]!, "base64").length).toBe(16);
     expect(r1.headers["sec-websocket-key"]).not.toBe(r2.headers["sec-websocket-key"]);
   });
+
+  it("sends the URL's user information as Basic Authorization", async () => {
+    const server = await scriptedServer((req) => req.socket.write(switching(req)));
+    const session = await connect(`ws://us%20er:p%40ss@127.0.0.1:${server.port}/`);
+    session.terminate();
+    expect(server.requests[0]!.headers.authorization).toBe(
+      `Basic ${Buffer.from("us er:p@ss").toString("base64")}`,
+    );
+  });
 });
 
 describe("RFC 6455 §4.1: the client fails the connection unless the response is right", () => {
