@@ -39,11 +39,11 @@ describe("the request", () => {
       protocols: ["a", "b"],
       permessageDeflate: {
         clientNoContextTakeover: true,
-        serverNoContextTakeover: false,
+        serverNoContextTakeover: true,
         serverMaxWindowBits: 15,
       },
     }).catch((e: unknown) => e);
-    // server_max_window_bits was asked for and the scripted answer left it out: that fails (see below).
+    // server_no_context_takeover and server_max_window_bits were asked for, the answer left them out: that fails.
     expect((s1 as HandshakeError).code).toBe("EXTENSION_MISMATCH");
     const s2 = await connect(`${server.url}/p/a?x=1`, { protocols: ["a", "b"], permessageDeflate: true });
     expect(s2.protocol).toBe("b");
@@ -56,7 +56,7 @@ describe("the request", () => {
     expect(r1.headers.host).toBe(`127.0.0.1:${server.port}`);
     expect(r1.headers["sec-websocket-protocol"]).toBe("a, b");
     expect(r1.headers["sec-websocket-extensions"]).toBe(
-      "permessage-deflate; client_no_context_takeover; server_max_window_bits=15; client_max_window_bits",
+      "permessage-deflate; client_no_context_takeover; server_no_context_takeover; server_max_window_bits=15; client_max_window_bits",
     );
     expect(r2.headers["sec-websocket-extensions"]).toBe("permessage-deflate; client_max_window_bits");
     for (const r of [r1, r2]) expect(Buffer.from(r.headers["sec-websocket-key"]!, "base64").length).toBe(16);

@@ -3,14 +3,17 @@
  * permessage-deflate, fragmented messages reassembled, pings between fragments answered, keepalive,
  * close codes both ways, a server that never answers our Close, and a server that sends a masked frame.
  */
+import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { type WebSocket, WebSocketServer } from "ws";
-import { type ClientOptions, CloseReason, connect } from "../../src/index.js";
+import { type ClientDeflateOptions, type ClientOptions, CloseReason, connect } from "../../src/index.js";
 import { cleanup, onCleanup } from "../helpers/cleanup.js";
 import { deferred, until, within } from "../helpers/wait.js";
 
 afterEach(cleanup);
+
+const block = randomBytes(2048);
 
 interface WsServer {
   url: string;
@@ -78,29 +81,57 @@ describe("the client against ws's server", () => {
       },
       true,
     ],
-  ])("echoes text and binary %s", async (_name, serverOptions, deflate) => {
-    const server = await wsServer(serverOptions);
-    const { session, peer } = await connected(server, { permessageDeflate: deflate && { threshold: 0 } });
-    echo(peer);
-    expect(session.extensions.map((e) => e.name)).toEqual(deflate ? ["permessage-deflate"] : []);
-    const it = session.incoming[Symbol.asyncIterator]();
-    const messages: Array<string | Buffer> = [
-      "hello",
-      "",
-      "ü".repeat(70_000),
-      Buffer.from([0, 1, 2, 255]),
-      Buffer.alloc(200_000, 9),
-      "hello again",
-    ];
-    for (const m of messages) {
-      await session.send(m);
-      const got = (await within(it.next(), 3000, "an echo")).value!;
-      if (typeof m === "string") expect(got.type === "text" && got.text).toBe(m);
-      else expect([got.type, got.data.equals(m)]).toEqual(["binary", true]);
-    }
-    await session.close();
-    expect(await within(session.closeReason, 3000, "closed")).toEqual(new CloseReason(1000, ""));
-  });
+    [
+      "with deflate, the client offering all four parameters",
+      { perMessageDeflate: { threshold: 0 } },
+      {
+        threshold: 0,
+        serverNoContextTakeover: true,
+        clientNoContextTakeover: true,
+        serverMaxWindowBits: 11,
+        clientMaxWindowBits: 12,
+      },
+    ],
+  ] as Array<[string, object, boolean | ClientDeflateOptions]>)(
+    "echoes text and binary %s",
+    async (_name, serverOptions, deflate) => {
+      const server = await wsServer(serverOptions);
+      const { session, peer } = await connected(server, {
+        permessageDeflate: deflate === true ? { threshold: 0 } : deflate,
+      });
+      echo(peer);
+      expect(session.extensions.map((e) => e.name)).toEqual(deflate ? ["permessage-deflate"] : []);
+      if (typeof deflate === "object")
+        expect(session.extensions[0]!.params).toEqual([
+          ["client_no_context_takeover", true],
+          ["server_no_context_takeover", true],
+          ["server_max_window_bits", "11"],
+          ["client_max_window_bits", "12"],
+        ]);
+      const it = session.incoming[Symbol.asyncIterator]();
+      const messages: Array<string | Buffer> = [
+        "hello",
+        "",
+        "ü".repeat(70_000),
+        Buffer.from([0, 1, 2, 255]),
+        Buffer.alloc(200_000, 9),
+        "hello again",
+        // The same message twice: with context takeover the second is a reference to the first.
+        "repeat me please ".repeat(20),
+        "repeat me please ".repeat(20),
+        // Matches 2 KiB back: beyond a window of 10 bits, valid only if we keep to the window we were given.
+        Buffer.concat([block, block, block]),
+      ];
+      for (const m of messages) {
+        await session.send(m);
+        const got = (await within(it.next(), 3000, "an echo")).value!;
+        if (typeof m === "string") expect(got.type === "text" && got.text).toBe(m);
+        else expect([got.type, got.data.equals(m)]).toEqual(["binary", true]);
+      }
+      await session.close();
+      expect(await within(session.closeReason, 3000, "closed")).toEqual(new CloseReason(1000, ""));
+    },
+  );
 
   it.each([
     [false, {}],
