@@ -8,6 +8,7 @@
  *   await app.listen({ port: 8080 });
  */
 export * from "./app/index.js";
+export * from "./client/index.js";
 export {
   type AcceptedExtension,
   type MessageCodec,

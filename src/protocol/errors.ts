@@ -1,3 +1,4 @@
+import { Buffer } from "node:buffer";
 import { CloseCode } from "./close-codes.js";
 
 /** Stable codes for every way a peer can break RFC 6455 §5–§7. */
@@ -50,22 +51,61 @@ export type HandshakeErrorCode =
   | "KEY_MISSING"
   | "KEY_INVALID"
   | "VERSION_UNSUPPORTED"
-  | "HEADER_SYNTAX";
+  | "HEADER_SYNTAX"
+  // Client side (`connect`): what went wrong with the server's answer, or before one came.
+  /** The server answered with a status other than 101 (refused, or a redirect not followed). */
+  | "UNEXPECTED_STATUS"
+  /** Sec-WebSocket-Accept missing or not the hash of our key. */
+  | "ACCEPT_MISMATCH"
+  /** The server chose a subprotocol we did not offer, or none when we required one. */
+  | "PROTOCOL_MISMATCH"
+  /** The server accepted an extension we did not offer, or answered our offer with invalid parameters. */
+  | "EXTENSION_MISMATCH"
+  /** No complete answer within `handshakeTimeout`. */
+  | "HANDSHAKE_TIMEOUT"
+  /** The caller's `signal` aborted the handshake. */
+  | "ABORTED"
+  /** The TCP or TLS connection failed (refused, DNS, certificate): see `cause`. */
+  | "CONNECT_FAILED"
+  /** The URL is not a ws:, wss:, http: or https: URL (or a redirect pointed to such a URL). */
+  | "INVALID_URL"
+  /** More than `maxRedirects` redirects. */
+  | "TOO_MANY_REDIRECTS";
 
-/** The upgrade request is not a valid WebSocket opening handshake (§4.2.1). */
+/** What a client keeps of a refused handshake's response body, at most (bytes). */
+export const HANDSHAKE_ERROR_BODY_LIMIT = 16 * 1024;
+
+/**
+ * An opening handshake that failed. On the server: the request is not a valid WebSocket opening
+ * handshake (§4.2.1), `status` and `headers` are what to answer with. On the client (`connect`): the
+ * server's answer was not an acceptable 101 (§4.1), `status`, `headers` and `body` are what it answered
+ * (`status` 0 when no response came).
+ */
 export class HandshakeError extends Error {
   override readonly name = "HandshakeError";
+  /** Client side: the response body, at most `HANDSHAKE_ERROR_BODY_LIMIT` bytes of it; else empty. */
+  readonly body: Buffer;
+  /** Client side: true when the body was longer than what `body` holds. */
+  readonly bodyTruncated: boolean;
   constructor(
     readonly code: HandshakeErrorCode,
-    /** HTTP status to answer with: 400, 405 or 426. */
+    /** Server side: the HTTP status to answer with (400, 405 or 426). Client side: the server's status. */
     readonly status: number,
     message: string,
-    /** Extra response headers the RFC asks for (e.g. `Sec-WebSocket-Version` with 426). */
+    /**
+     * Server side: extra response headers the RFC asks for (e.g. `Sec-WebSocket-Version` with 426).
+     * Client side: the response's headers, names in lower case, repeated ones joined with ", ".
+     */
     readonly headers: Readonly<Record<string, string>> = {},
+    details: { body?: Buffer; bodyTruncated?: boolean; cause?: unknown } = {},
   ) {
-    super(message);
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.body = details.body ?? EMPTY_BODY;
+    this.bodyTruncated = details.bodyTruncated ?? false;
   }
 }
+
+const EMPTY_BODY = Buffer.alloc(0);
 
 /** Stable codes for misuse of the sending API by the application (not by the peer). */
 export type UsageErrorCode =

@@ -1,6 +1,6 @@
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import { HandshakeError } from "./errors.js";
+import { HandshakeError, type HandshakeErrorCode } from "./errors.js";
 import {
   type ExtensionOffer,
   type HeaderValue,
@@ -156,23 +156,34 @@ function headerLine(name: string, value: string): string {
   return `${name}: ${value}\r\n`;
 }
 
-/** Checks a server's 101 response against our request (§4.1), for clients. */
+/**
+ * Checks a server's 101 response against our request (§4.1), for clients. Never throws. `status` of the
+ * error is the response's; the caller adds the response's headers and body. `requireProtocol`: when we
+ * offered subprotocols, a response that picks none fails too (ws's behaviour; browsers accept it).
+ * Which extensions are acceptable is the caller's to check (it knows what it offered).
+ */
 export function validateUpgradeResponse(
   status: number,
   headers: Readonly<Record<string, HeaderValue>>,
   key: string,
   offeredProtocols: readonly string[],
+  requireProtocol = false,
 ): HandshakeResult<{ protocol: string | undefined; extensions: ExtensionOffer[] }> {
-  const bad = (message: string) => fail(new HandshakeError("HEADER_SYNTAX", 400, message));
-  if (status !== 101) return bad(`expected status 101, got ${status}`);
-  if (!hasToken(headers.upgrade, "websocket")) return bad("response lacks Upgrade: websocket");
-  if (!hasToken(headers.connection, "upgrade")) return bad("response lacks Connection: Upgrade");
+  const bad = (code: HandshakeErrorCode, message: string) => fail(new HandshakeError(code, status, message));
+  if (status !== 101) return bad("UNEXPECTED_STATUS", `expected status 101, got ${status}`);
+  if (!hasToken(headers.upgrade, "websocket"))
+    return bad("UPGRADE_HEADER", "response lacks Upgrade: websocket");
+  if (!hasToken(headers.connection, "upgrade"))
+    return bad("CONNECTION_HEADER", "response lacks Connection: Upgrade");
   if (trimmed(headers["sec-websocket-accept"]) !== computeAccept(key))
-    return bad("Sec-WebSocket-Accept does not match");
-  const protocol = trimmed(headers["sec-websocket-protocol"]);
-  if (protocol !== undefined && !offeredProtocols.includes(protocol))
-    return bad(`server chose unoffered subprotocol ${protocol}`);
+    return bad("ACCEPT_MISMATCH", "Sec-WebSocket-Accept does not match");
+  const rawProtocol = headers["sec-websocket-protocol"];
+  const protocol = trimmed(rawProtocol);
+  if (rawProtocol !== undefined && (protocol === undefined || !offeredProtocols.includes(protocol)))
+    return bad("PROTOCOL_MISMATCH", `server chose unoffered subprotocol ${String(rawProtocol)}`);
+  if (protocol === undefined && requireProtocol && offeredProtocols.length > 0)
+    return bad("PROTOCOL_MISMATCH", `server chose no subprotocol of [${offeredProtocols.join(", ")}]`);
   const extensions = parseExtensions(headers["sec-websocket-extensions"]);
-  if (!extensions) return bad("Sec-WebSocket-Extensions is malformed");
+  if (!extensions) return bad("HEADER_SYNTAX", "Sec-WebSocket-Extensions is malformed");
   return { ok: true, value: { protocol, extensions } };
 }

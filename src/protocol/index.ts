@@ -14,6 +14,7 @@ export {
 export {
   AppError,
   type AppErrorCode,
+  HANDSHAKE_ERROR_BODY_LIMIT,
   HandshakeError,
   type HandshakeErrorCode,
   ProtocolError,

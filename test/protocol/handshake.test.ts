@@ -391,33 +391,69 @@ describe("RFC 6455 §4.1 validating the server's response (client side)", () => 
   });
 
   it.each([
-    ["status 200", 200, good, "expected status 101, got 200"],
-    ["no Upgrade", 101, { ...good, upgrade: undefined }, "response lacks Upgrade: websocket"],
-    ["no Connection", 101, { ...good, connection: "close" }, "response lacks Connection: Upgrade"],
+    ["status 200", 200, good, "UNEXPECTED_STATUS", "expected status 101, got 200"],
+    [
+      "no Upgrade",
+      101,
+      { ...good, upgrade: undefined },
+      "UPGRADE_HEADER",
+      "response lacks Upgrade: websocket",
+    ],
+    [
+      "no Connection",
+      101,
+      { ...good, connection: "close" },
+      "CONNECTION_HEADER",
+      "response lacks Connection: Upgrade",
+    ],
     [
       "a wrong accept",
       101,
       { ...good, "sec-websocket-accept": computeAccept("x") },
+      "ACCEPT_MISMATCH",
       "Sec-WebSocket-Accept does not match",
     ],
-    ["no accept", 101, { ...good, "sec-websocket-accept": undefined }, "Sec-WebSocket-Accept does not match"],
+    [
+      "no accept",
+      101,
+      { ...good, "sec-websocket-accept": undefined },
+      "ACCEPT_MISMATCH",
+      "Sec-WebSocket-Accept does not match",
+    ],
     [
       "an unoffered protocol",
       101,
       { ...good, "sec-websocket-protocol": "other" },
+      "PROTOCOL_MISMATCH",
       "server chose unoffered subprotocol other",
+    ],
+    [
+      "two protocols",
+      101,
+      { ...good, "sec-websocket-protocol": "chat, chat" },
+      "PROTOCOL_MISMATCH",
+      "server chose unoffered subprotocol chat, chat",
     ],
     [
       "malformed extensions",
       101,
       { ...good, "sec-websocket-extensions": "a;" },
+      "HEADER_SYNTAX",
       "Sec-WebSocket-Extensions is malformed",
     ],
-  ])("rejects %s", (_name, status, headers, message) => {
+  ])("rejects %s", (_name, status, headers, code, message) => {
     const result = validateUpgradeResponse(status, headers, KEY, ["chat"]);
-    expect(result.ok ? undefined : [result.error.code, result.error.message]).toEqual([
-      "HEADER_SYNTAX",
+    expect(result.ok ? undefined : [result.error.code, result.error.status, result.error.message]).toEqual([
+      code,
+      status,
       message,
     ]);
+  });
+
+  it("with requireProtocol, rejects a response that picks none of the offered subprotocols", () => {
+    const result = validateUpgradeResponse(101, good, KEY, ["chat"], true);
+    expect(result.ok ? undefined : result.error.code).toBe("PROTOCOL_MISMATCH");
+    expect(validateUpgradeResponse(101, good, KEY, [], true).ok).toBe(true);
+    expect(validateUpgradeResponse(101, good, KEY, ["chat"], false).ok).toBe(true);
   });
 });

@@ -1,0 +1,501 @@
+import { Buffer } from "node:buffer";
+import { randomFillSync } from "node:crypto";
+import {
+  type Agent,
+  type ClientRequest,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  request,
+} from "node:http";
+import { request as httpsRequest } from "node:https";
+import { createConnection, isIP, type Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import { type ConnectionOptions as TlsConnectionOptions, connect as tlsConnect } from "node:tls";
+import type { MessageCodec } from "../extensions/index.js";
+import {
+  AppError,
+  Connection,
+  type ExtensionOffer,
+  formatExtensions,
+  generateKey,
+  HANDSHAKE_ERROR_BODY_LIMIT,
+  HandshakeError,
+  isSafeHeaderValue,
+  isToken,
+  validateUpgradeResponse,
+  WEBSOCKET_VERSION,
+} from "../protocol/index.js";
+import {
+  DefaultWebSocketSession,
+  FlushScheduler,
+  resolveSessionOptions,
+  type SessionOptions,
+} from "../session/index.js";
+import { type ClientDeflateOptions, deflateOffer } from "./deflate.js";
+
+/** Options of `connect`. Session limits and timings are the server's (`SessionOptions`), same defaults. */
+export interface ClientOptions extends Partial<SessionOptions> {
+  /** Extra request headers. The handshake's own (Upgrade, Connection, Sec-WebSocket-*) cannot be set here. */
+  headers?: Readonly<Record<string, string | readonly string[]>>;
+  /** Subprotocols to offer (Sec-WebSocket-Protocol), in order of preference. */
+  protocols?: readonly string[];
+  /**
+   * With `protocols`: a response that picks none of them fails the handshake (`PROTOCOL_MISMATCH`).
+   * Default true; false accepts a server that picks none (as browsers do).
+   */
+  requireProtocol?: boolean;
+  /** The Origin header. */
+  origin?: string;
+  /** Aborts the handshake (rejects `ABORTED`). It has no effect once the session is open. */
+  signal?: AbortSignal;
+  /** Milliseconds for the whole handshake, redirects and the TCP/TLS connection included. Default 10 000. */
+  handshakeTimeout?: number;
+  /** Offer permessage-deflate (RFC 7692): true for the defaults, or its options. Default false. */
+  permessageDeflate?: boolean | ClientDeflateOptions;
+  /** TLS options for wss:// (ca, cert, key, rejectUnauthorized, servername, ...), as node:tls takes them. */
+  tls?: TlsConnectionOptions;
+  /** An http.Agent (https.Agent for wss://), e.g. one that goes through a proxy. Default: none, a direct connection. */
+  agent?: Agent;
+  /** Follow 301, 302, 303, 307 and 308 redirects. Default false: a redirect fails as `UNEXPECTED_STATUS`. */
+  followRedirects?: boolean;
+  /** Most redirects followed, with `followRedirects`. Default 5. */
+  maxRedirects?: number;
+}
+
+/** What a client session's `call` holds: where it connected and what the server answered. */
+export interface ClientCall {
+  /** The URL finally connected to (after redirects), ws: or wss:. */
+  readonly url: URL;
+  /** The headers of the server's 101 response. */
+  readonly headers: IncomingHttpHeaders;
+}
+
+/** A client session: the same class as a server's default session, on the client side. */
+export type ClientSession = DefaultWebSocketSession<ClientCall, undefined>;
+
+export const CLIENT_HANDSHAKE_TIMEOUT = 10_000;
+export const DEFAULT_MAX_REDIRECTS = 5;
+
+/** Headers the handshake writes itself. */
+const RESERVED_HEADERS = new Set([
+  "upgrade",
+  "connection",
+  "sec-websocket-key",
+  "sec-websocket-version",
+  "sec-websocket-protocol",
+  "sec-websocket-extensions",
+]);
+/** Dropped when a redirect leaves the origin: they were meant for the first one. */
+const CREDENTIAL_HEADERS = new Set(["authorization", "cookie", "host"]);
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+
+/** Every client session's output is written once per event-loop turn, from one `setImmediate`. */
+const scheduler = new FlushScheduler();
+
+const randomFill = (target: Uint8Array): void => {
+  randomFillSync(target);
+};
+
+/**
+ * Opens a WebSocket connection (RFC 6455 §4.1).
+ *
+ * Without a handler, resolves with the open session; the caller closes it. With a handler, runs it
+ * with the session: its return closes with 1000, a throw with 1011; the call resolves with what the
+ * handler returned (or rejects with what it threw) once the session has ended. A failed handshake
+ * rejects with a `HandshakeError`; invalid options reject with an `AppError` (`INVALID_OPTION`).
+ */
+export function connect(url: string | URL, options?: ClientOptions): Promise<ClientSession>;
+export function connect<R>(
+  url: string | URL,
+  options: ClientOptions,
+  handler: (session: ClientSession) => R | Promise<R>,
+): Promise<Awaited<R>>;
+export function connect<R>(
+  url: string | URL,
+  options: ClientOptions = {},
+  handler?: (session: ClientSession) => R | Promise<R>,
+): Promise<unknown> {
+  const opened = openSession(url, options);
+  if (handler === undefined) return opened;
+  return opened.then(async (session): Promise<Awaited<R>> => {
+    let result: Awaited<R> | undefined;
+    let failure: { error: unknown } | undefined;
+    try {
+      result = await handler(session);
+    } catch (error) {
+      failure = { error };
+    }
+    session.handlerFinished(
+      failure === undefined ? undefined : (failure.error ?? new Error("the handler threw undefined")),
+    );
+    await session.closeReason;
+    if (failure !== undefined) throw failure.error;
+    return result as Awaited<R>;
+  });
+}
+
+interface Resolved {
+  session: SessionOptions;
+  headers: Record<string, string | readonly string[]>;
+  protocols: readonly string[];
+  requireProtocol: boolean;
+  handshakeTimeout: number;
+  deflate: ReturnType<typeof deflateOffer> | undefined;
+  tls: TlsConnectionOptions | undefined;
+  agent: Agent | undefined;
+  maxRedirects: number;
+  signal: AbortSignal | undefined;
+}
+
+const invalid = (message: string) => new AppError("INVALID_OPTION", message);
+
+function nonNegativeInteger(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0)
+    throw invalid(`connect option ${name} must be a non-negative integer, got ${String(value)}`);
+  return value;
+}
+
+function resolveOptions(options: ClientOptions): Resolved {
+  let session: SessionOptions;
+  try {
+    session = resolveSessionOptions(options);
+  } catch (error) {
+    if (error instanceof AppError)
+      throw new AppError(error.code, error.message.replace("WebSockets option", "connect option"));
+    throw error;
+  }
+  const headers: Record<string, string | readonly string[]> = {};
+  for (const [name, value] of Object.entries(options.headers ?? {})) {
+    const lower = name.toLowerCase();
+    if (!isToken(name)) throw invalid(`connect option headers: ${JSON.stringify(name)} is not a header name`);
+    if (RESERVED_HEADERS.has(lower))
+      throw invalid(`connect option headers: ${name} is written by the handshake itself`);
+    const values = typeof value === "string" ? [value] : value;
+    if (!values.every((v) => typeof v === "string" && isSafeHeaderValue(v)))
+      throw invalid(`connect option headers: the value of ${name} is not a safe header value`);
+    headers[name] = value;
+  }
+  if (options.origin !== undefined) {
+    if (typeof options.origin !== "string" || !isSafeHeaderValue(options.origin))
+      throw invalid("connect option origin must be a string without CR, LF or NUL");
+    for (const name of Object.keys(headers)) if (name.toLowerCase() === "origin") delete headers[name];
+    headers.Origin = options.origin;
+  }
+  const protocols = options.protocols ?? [];
+  for (const p of protocols)
+    if (typeof p !== "string" || !isToken(p))
+      throw invalid(`connect option protocols: ${JSON.stringify(p)} is not a token`);
+  if (new Set(protocols).size !== protocols.length)
+    throw invalid("connect option protocols lists a subprotocol twice");
+  const pmd = options.permessageDeflate ?? false;
+  const followRedirects = options.followRedirects ?? false;
+  return {
+    session,
+    headers,
+    protocols,
+    requireProtocol: options.requireProtocol ?? true,
+    handshakeTimeout: nonNegativeInteger(
+      "handshakeTimeout",
+      options.handshakeTimeout,
+      CLIENT_HANDSHAKE_TIMEOUT,
+    ),
+    deflate: pmd === false ? undefined : deflateOffer(pmd === true ? {} : pmd),
+    tls: options.tls,
+    agent: options.agent,
+    maxRedirects: followRedirects
+      ? nonNegativeInteger("maxRedirects", options.maxRedirects, DEFAULT_MAX_REDIRECTS)
+      : 0,
+    signal: options.signal,
+  };
+}
+
+/** A ws:, wss:, http: or https: URL in its ws form, or undefined. */
+function webSocketUrl(input: string | URL, base?: URL): URL | undefined {
+  let url: URL;
+  try {
+    url = new URL(input, base);
+  } catch {
+    return undefined;
+  }
+  if (url.protocol === "http:") url.protocol = "ws:";
+  else if (url.protocol === "https:") url.protocol = "wss:";
+  if ((url.protocol !== "ws:" && url.protocol !== "wss:") || url.hostname === "") return undefined;
+  url.hash = "";
+  return url;
+}
+
+const handshakeError = (
+  code: ConstructorParameters<typeof HandshakeError>[0],
+  message: string,
+  cause?: unknown,
+): HandshakeError => new HandshakeError(code, 0, message, {}, cause === undefined ? {} : { cause });
+
+/** The response's headers, names in lower case, repeated values joined with ", ". */
+function flatHeaders(headers: IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value !== undefined) out[name] = typeof value === "string" ? value : value.join(", ");
+  }
+  return out;
+}
+
+function tlsConnection(options: TlsConnectionOptions & { host?: string }): Duplex {
+  // SNI names a host, never an IP address (RFC 6066 §3).
+  const servername = options.servername ?? (options.host && isIP(options.host) ? "" : options.host);
+  return tlsConnect({ ...options, ...(servername === undefined ? {} : { servername }) });
+}
+
+function netConnection(options: { host?: string; port?: number }): Socket {
+  return createConnection(options as { host: string; port: number });
+}
+
+/** Runs the opening handshake, following redirects if asked, and makes the session on the 101. */
+async function openSession(input: string | URL, options: ClientOptions): Promise<ClientSession> {
+  const o = resolveOptions(options);
+  const first = webSocketUrl(input);
+  if (first === undefined)
+    throw handshakeError("INVALID_URL", `not a ws:, wss:, http: or https: URL: ${String(input)}`);
+  if (typeof input === "string" ? input.includes("#") : input.hash !== "")
+    throw handshakeError("INVALID_URL", "a WebSocket URL has no fragment (RFC 6455 §3)");
+
+  return new Promise<ClientSession>((resolve, reject) => {
+    let req: ClientRequest | undefined;
+    let settled = false;
+    let timer: NodeJS.Timeout | undefined;
+    const signal = o.signal;
+    const settle = (error: HandshakeError | undefined, session?: ClientSession) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      if (error !== undefined) {
+        req?.destroy();
+        reject(error);
+      } else {
+        resolve(session!);
+      }
+    };
+    const onAbort = () =>
+      settle(handshakeError("ABORTED", "the handshake was aborted", signal?.reason ?? undefined));
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    if (o.handshakeTimeout > 0) {
+      timer = setTimeout(
+        () => settle(handshakeError("HANDSHAKE_TIMEOUT", `no handshake within ${o.handshakeTimeout} ms`)),
+        o.handshakeTimeout,
+      );
+    }
+
+    const attempt = (url: URL, headers: Record<string, string | readonly string[]>, redirects: number) => {
+      const key = generateKey(randomFill);
+      const secure = url.protocol === "wss:";
+      const requestHeaders: Record<string, string | readonly string[]> = {
+        ...headers,
+        Upgrade: "websocket",
+        Connection: "Upgrade",
+        "Sec-WebSocket-Key": key,
+        "Sec-WebSocket-Version": WEBSOCKET_VERSION,
+      };
+      if (o.protocols.length > 0) requestHeaders["Sec-WebSocket-Protocol"] = o.protocols.join(", ");
+      if (o.deflate) requestHeaders["Sec-WebSocket-Extensions"] = formatExtensions([o.deflate.offer]);
+      const hostname = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname;
+      const auth =
+        url.username || url.password
+          ? `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`
+          : undefined;
+      const params = {
+        ...(secure ? o.tls : {}),
+        method: "GET",
+        host: hostname,
+        port: url.port === "" ? (secure ? 443 : 80) : Number(url.port),
+        path: `${url.pathname}${url.search}`,
+        headers: requestHeaders as Record<string, string | string[]>,
+        ...(auth === undefined ? {} : { auth }),
+        ...(o.agent === undefined
+          ? { createConnection: secure ? tlsConnection : netConnection }
+          : { agent: o.agent }),
+      };
+      const current = (secure ? httpsRequest : request)(params as never);
+      req = current;
+      current.on("error", (error: Error) =>
+        settle(handshakeError("CONNECT_FAILED", `connecting to ${url.host} failed: ${error.message}`, error)),
+      );
+      current.on("upgrade", (res: IncomingMessage, socket: Duplex, head: Buffer) => {
+        if (settled) return void socket.destroy();
+        let session: ClientSession;
+        try {
+          const result = accept(res, key, url, o);
+          if (result instanceof HandshakeError) {
+            socket.destroy();
+            settle(result);
+            return;
+          }
+          session = startSession(socket, head, res, url, o, result);
+        } catch (error) {
+          // A bug of ours must reject this connect, not escape from node:http's event as an uncaught error.
+          socket.destroy();
+          if (!settled) {
+            settled = true;
+            clearTimeout(timer);
+            signal?.removeEventListener("abort", onAbort);
+            reject(error);
+          }
+          return;
+        }
+        settle(undefined, session);
+      });
+      current.on("response", (res: IncomingMessage) => {
+        if (settled) return void res.destroy();
+        const status = res.statusCode ?? 0;
+        const location = res.headers.location;
+        if (REDIRECT_STATUSES.has(status) && location !== undefined && o.maxRedirects > 0) {
+          res.destroy();
+          if (redirects >= o.maxRedirects) {
+            settle(
+              new HandshakeError(
+                "TOO_MANY_REDIRECTS",
+                status,
+                `more than ${o.maxRedirects} redirects`,
+                flatHeaders(res.headers),
+              ),
+            );
+            return;
+          }
+          const next = webSocketUrl(location, httpForm(url));
+          if (next === undefined) {
+            settle(
+              new HandshakeError(
+                "INVALID_URL",
+                status,
+                `redirected to a URL that is not ws, wss, http or https: ${location}`,
+                flatHeaders(res.headers),
+              ),
+            );
+            return;
+          }
+          attempt(next, sameOrigin(url, next) ? headers : withoutCredentials(headers), redirects + 1);
+          return;
+        }
+        // 101 without Upgrade comes here too: validation says what is wrong with it.
+        readBody(res, (body, truncated) => {
+          const checked = validateUpgradeResponse(status, res.headers, key, o.protocols, o.requireProtocol);
+          const error = checked.ok ? undefined : checked.error;
+          settle(
+            new HandshakeError(
+              error?.code ?? "UNEXPECTED_STATUS",
+              status,
+              error?.message ?? `expected status 101, got ${status}`,
+              flatHeaders(res.headers),
+              { body, bodyTruncated: truncated },
+            ),
+          );
+        });
+      });
+      current.end();
+    };
+    attempt(first, o.headers, 0);
+  });
+}
+
+/** The same URL with an http: or https: scheme, to resolve a Location against. */
+function httpForm(url: URL): URL {
+  const copy = new URL(url.href);
+  copy.protocol = url.protocol === "wss:" ? "https:" : "http:";
+  return copy;
+}
+
+/** Same scheme (security), host and port: credentials may follow the redirect. */
+function sameOrigin(a: URL, b: URL): boolean {
+  return a.protocol === b.protocol && a.host === b.host;
+}
+
+function withoutCredentials(
+  headers: Record<string, string | readonly string[]>,
+): Record<string, string | readonly string[]> {
+  const out: Record<string, string | readonly string[]> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (!CREDENTIAL_HEADERS.has(name.toLowerCase())) out[name] = value;
+  }
+  return out;
+}
+
+/** Collects up to HANDSHAKE_ERROR_BODY_LIMIT bytes of a refusal's body, then stops reading. */
+function readBody(res: IncomingMessage, done: (body: Buffer, truncated: boolean) => void): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let finished = false;
+  const finish = (truncated: boolean) => {
+    if (finished) return;
+    finished = true;
+    const body = Buffer.concat(chunks, Math.min(size, HANDSHAKE_ERROR_BODY_LIMIT));
+    done(body, truncated);
+  };
+  res.on("data", (chunk: Buffer) => {
+    if (finished) return;
+    chunks.push(chunk);
+    size += chunk.length;
+    if (size > HANDSHAKE_ERROR_BODY_LIMIT) {
+      finish(true);
+      res.destroy();
+    }
+  });
+  res.on("end", () => finish(false));
+  res.on("error", () => finish(false));
+  res.on("close", () => finish(false));
+}
+
+interface Accepted {
+  protocol: string | undefined;
+  extensions: ExtensionOffer[];
+  codec: MessageCodec | undefined;
+}
+
+/** Checks the 101 response (§4.1, RFC 7692 §7.1); a HandshakeError says why it is not acceptable. */
+function accept(res: IncomingMessage, key: string, url: URL, o: Resolved): Accepted | HandshakeError {
+  const status = res.statusCode ?? 0;
+  const headers = flatHeaders(res.headers);
+  const checked = validateUpgradeResponse(status, res.headers, key, o.protocols, o.requireProtocol);
+  if (!checked.ok) return new HandshakeError(checked.error.code, status, checked.error.message, headers);
+  const { protocol, extensions } = checked.value;
+  const mismatch = (message: string) =>
+    new HandshakeError("EXTENSION_MISMATCH", status, `${message} (from ${url.host})`, headers);
+  if (extensions.length === 0) return { protocol, extensions, codec: undefined };
+  if (o.deflate === undefined)
+    return mismatch(`the server accepted extensions we did not offer: ${formatExtensions(extensions)}`);
+  if (extensions.length > 1 || extensions[0]!.name.toLowerCase() !== "permessage-deflate")
+    return mismatch(`the server accepted extensions we did not offer: ${formatExtensions(extensions)}`);
+  const accepted = o.deflate.accept(extensions[0]!);
+  if ("error" in accepted) return mismatch(accepted.error);
+  return { protocol, extensions, codec: accepted.codec };
+}
+
+function startSession(
+  socket: Duplex,
+  head: Buffer,
+  res: IncomingMessage,
+  url: URL,
+  o: Resolved,
+  accepted: Accepted,
+): ClientSession {
+  const connection = new Connection({
+    side: "client",
+    randomFill,
+    rsv1: accepted.codec !== undefined,
+    maxMessageSize: o.session.maxFrameSize,
+    maxFragments: o.session.maxFragments,
+    mode: "messages",
+    deferCloseReply: true,
+  });
+  (socket as { setTimeout?: (ms: number) => void }).setTimeout?.(0);
+  const session = new DefaultWebSocketSession<ClientCall, undefined>(socket, connection, o.session, {
+    call: { url, headers: res.headers },
+    data: undefined,
+    extensions: accepted.extensions,
+    protocol: accepted.protocol,
+    codec: accepted.codec,
+    scheduler,
+  });
+  session.receiveHead(head);
+  return session;
+}

@@ -1,0 +1,10 @@
+export { HANDSHAKE_ERROR_BODY_LIMIT } from "../protocol/index.js";
+export {
+  CLIENT_HANDSHAKE_TIMEOUT,
+  type ClientCall,
+  type ClientOptions,
+  type ClientSession,
+  connect,
+  DEFAULT_MAX_REDIRECTS,
+} from "./connect.js";
+export type { ClientDeflateOptions } from "./deflate.js";
