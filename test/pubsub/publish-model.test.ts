@@ -123,6 +123,8 @@ interface SessionSpec {
   /** The peer offers permessage-deflate (accepted when the run has it). */
   deflate: boolean;
   topics: Topic[];
+  /** `session.slowSubscriberPolicy`: null leaves the app's. */
+  policy: "drop" | "close" | null;
 }
 interface Scenario {
   deflate: "none" | "takeover" | "noContext";
@@ -193,6 +195,7 @@ const scenario: fc.Arbitrary<Scenario> = fc.record({
         { weight: 1, arbitrary: fc.constant(false) },
       ),
       topics: fc.constantFrom<Topic[]>(["a"], ["a", "b"], ["a", "b"], ["b"]),
+      policy: fc.constantFrom<SessionSpec["policy"]>(null, null, null, "drop", "close"),
     }),
     { minLength: 1, maxLength: 3 },
   ),
@@ -460,7 +463,8 @@ class Run {
           except: except === undefined ? undefined : this.sessions[except],
           compress: o.compress,
         });
-        const closing = this.s.policy === "close" ? slow.length : 0;
+        const closes = (i: number) => (this.s.sessions[i]!.policy ?? this.s.policy) === "close";
+        const closing = slow.filter(closes).length;
         this.check(
           result.delivered === queued.length && result.dropped === slow.length && result.closed === closing,
           `${where}: publish ${id} to "${o.topic}" returned ${JSON.stringify(result)}; model {"delivered":${queued.length},"dropped":${slow.length},"closed":${closing}} (queued for [${queued}], slow [${slow}])`,
@@ -484,15 +488,21 @@ class Run {
               : "publication to nobody (every session closing)",
           );
         if (queued.length > 1) count("publication queued for several");
-        if (this.s.policy === "close")
-          for (const i of slow) {
+        for (const i of slow)
+          if (closes(i)) {
             if (stateBefore[i] === "open") this.expectedClose[i] ??= { code: SLOW_CLOSE_CODE, by: id };
             const state = this.sessions[i]!.state;
             this.check(
               !accepting(state),
               `${where}: slow session ${i} was not closed by the policy (${state})`,
             );
-            count("slow subscriber closed");
+            count(`slow subscriber closed${this.s.sessions[i]!.policy ? " (its own policy)" : ""}`);
+          } else {
+            const state = this.sessions[i]!.state;
+            this.check(
+              state === stateBefore[i],
+              `${where}: slow session ${i} went from ${stateBefore[i]} to ${state} under the drop policy`,
+            );
           }
         break;
       }
@@ -697,6 +707,7 @@ async function runScenario(s: Scenario): Promise<string[]> {
       run.expected.push([]);
       run.expectedClose.push(undefined);
       run.handlerSettled.push(false);
+      if (spec.policy !== null) session.slowSubscriberPolicy = spec.policy;
       for (const t of spec.topics) {
         await session.subscribe(t);
         run.subs[i]!.add(t);
