@@ -459,6 +459,7 @@ class Run {
           if (session.bufferedAmount > HWM) slow.push(i);
           else queued.push(i);
         }
+        const stats = this.started.app.pubsub.stats;
         const result: PublishResult = this.started.app.publish(o.topic, o.binary ? bytes : text, {
           except: except === undefined ? undefined : this.sessions[except],
           compress: o.compress,
@@ -468,6 +469,19 @@ class Run {
         this.check(
           result.delivered === queued.length && result.dropped === slow.length && result.closed === closing,
           `${where}: publish ${id} to "${o.topic}" returned ${JSON.stringify(result)}; model {"delivered":${queued.length},"dropped":${slow.length},"closed":${closing}} (queued for [${queued}], slow [${slow}])`,
+        );
+        // Encoded once: every peer offers the same window, so one shared encoder serves them all.
+        const statsAfter = this.started.app.pubsub.stats;
+        const sharedCompression =
+          this.s.deflate === "noContext" &&
+          o.compress &&
+          bytes.length >= THRESHOLD &&
+          queued.some((i) => this.peers[i]!.deflate);
+        const compressions = statsAfter.compressions - stats.compressions;
+        const frames = statsAfter.framesEncoded - stats.framesEncoded;
+        this.check(
+          compressions === (sharedCompression ? 1 : 0) && frames <= 1,
+          `${where}: publish ${id} made ${compressions} compression(s) and ${frames} frame(s); expected ${sharedCompression ? 1 : 0} and at most 1`,
         );
         for (const i of queued)
           this.expected[i]!.push({
