@@ -125,6 +125,8 @@ interface SessionSpec {
   topics: Topic[];
   /** `session.slowSubscriberPolicy`: null leaves the app's. */
   policy: "drop" | "close" | null;
+  /** Published when the session ends (from its `signal`'s abort, inside `finish`), as a chat says "left". */
+  farewell: PublishOp | null;
 }
 interface Scenario {
   deflate: "none" | "takeover" | "noContext";
@@ -196,6 +198,7 @@ const scenario: fc.Arbitrary<Scenario> = fc.record({
       ),
       topics: fc.constantFrom<Topic[]>(["a"], ["a", "b"], ["a", "b"], ["b"]),
       policy: fc.constantFrom<SessionSpec["policy"]>(null, null, null, "drop", "close"),
+      farewell: fc.oneof({ weight: 2, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: publish }),
     }),
     { minLength: 1, maxLength: 3 },
   ),
@@ -722,6 +725,12 @@ async function runScenario(s: Scenario): Promise<string[]> {
       run.expectedClose.push(undefined);
       run.handlerSettled.push(false);
       if (spec.policy !== null) session.slowSubscriberPolicy = spec.policy;
+      const farewell = spec.farewell;
+      if (farewell !== null)
+        session.signal.addEventListener("abort", () => {
+          count("farewell published as a session ends");
+          void run.exec(farewell, `the farewell of session ${i}`);
+        });
       for (const t of spec.topics) {
         await session.subscribe(t);
         run.subs[i]!.add(t);
