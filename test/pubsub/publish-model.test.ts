@@ -5,40 +5,48 @@
  * that were accepted for it, in the order they were accepted, and nothing after our Close; and does
  * everything end and leave nothing behind?
  *
- * Each run starts an app with PubSub (test/pubsub/pubsub-app.ts: a small `outgoingHighWaterMark`, a short
- * close timeout, permessage-deflate with threshold 64 with or without server_no_context_takeover, the
- * "drop" or "close" slow-subscriber policy) and connects 1–3 scripted raw peers (test/helpers/scripted-peer.ts:
- * they answer the server's Close at once), each offering permessage-deflate or not, each subscribed to
- * some of the topics "a" and "b" ("c" has no subscribers). It then plays groups of operations; the
- * operations of a group run in one event-loop turn (unless a send is awaited), and the group is followed
- * by nothing, a turn, or a few milliseconds of I/O:
- * - local: send (small, large: compressed asynchronously, big: over the high-water mark by itself;
- *   awaited or not), a 5 MiB uncompressed send (a "flood": with a peer that does not read, the session
- *   stays over its high-water mark across turns), publish (small/large/big, text or binary, compress
- *   true/false, except one session, to a topic nobody or only some subscribe to), subscribe, unsubscribe,
- *   close(), the handler returning, terminate(), app.stop();
- * - peer: Close, FIN, RST, a protocol violation (an unmasked frame), stop reading, read again.
+ * Each run starts an app with PubSub (test/pubsub/pubsub-app.ts) with a small `outgoingHighWaterMark`
+ * (4 KiB), a short close timeout (400 ms), no keepalive, permessage-deflate (threshold 64) with or without
+ * server_no_context_takeover or none, and the "drop" or "close" slow-subscriber policy. It connects 1–3
+ * scripted raw peers (test/helpers/scripted-peer.ts: they answer the server's Close at once), each offering
+ * permessage-deflate or not, each subscribed to "a", "b" or both ("c" never has subscribers unless one
+ * subscribes), some with their own `slowSubscriberPolicy`, some publishing a farewell from their
+ * `signal`'s abort as they end (inside `finish`). It then plays groups of operations; a group's operations
+ * run in one event-loop turn (unless a send is awaited, up to 50 ms), and the group is followed by
+ * nothing, a turn, or 3 ms of I/O:
+ * - local: send (small: never compressed; large: compressed asynchronously; big: over the high-water mark
+ *   by itself; awaited or not), a 5 MiB uncompressed send (a "flood": with a peer that does not read, the
+ *   session stays over its high-water mark across turns), publish (small/large/big, text or binary,
+ *   compress true/false, except one session, to a topic nobody or only some subscribe to), subscribe,
+ *   unsubscribe, close(), the handler returning, terminate(), app.stop();
+ * - peer: Close, FIN, RST, a protocol violation (an unmasked frame, or with deflate a compressed message
+ *   that cannot be inflated: found a while after it is read), stop reading, read again, and a "request":
+ *   a message (compressed when it can be) asking the handler to publish, with the peer's Close or a
+ *   violation in the same write, so the handler publishes while its session is replying.
  *
- * The model (`Model`) is per session: the topics it subscribes to (it leaves all of them when its state
+ * The model (`Run`) is per session: the topics it subscribes to (it leaves all of them when its state
  * leaves open/replying), and the accepted sequence: sends in call order, and each publication the model
  * predicts was queued for it. A publication's prediction is made from what is observable just before the
  * call: a session subscribed to the topic (in the model), not excepted, is QUEUED when its bufferedAmount
  * is at most the high-water mark, SLOW otherwise; PublishResult must match it exactly (delivered, dropped,
- * closed by the "close" policy).
+ * closed by the session's policy or the app's).
  *
  * Checked in every run:
  * - before each operation: every session's `topics`, `app.subscriberCount` of each topic and
  *   `app.pubsub.topics()` are the model's (so a session that started closing has left its topics);
- * - each PublishResult is the prediction (delivered + dropped = the subscribers considered), and the
- *   "close" policy closed exactly the slow ones (the Close they get, if any, is 1008);
+ * - each PublishResult is the prediction (delivered + dropped = the subscribers considered); the "close"
+ *   policy closed exactly the slow ones (the Close they get, if any, is 1008), "drop" left them alone;
+ *   each publication was encoded once (one shared compression when a subscriber without server context
+ *   takeover got it compressed, at most one frame);
  * - what each peer received: data frames decoded in order (inflated when RSV1 is set; RSV1 exactly when
  *   the session negotiated deflate, the message allowed it and was over the threshold), nothing after the
- *   server's Close frame, and: when the peer received that Close, exactly the accepted sequence (a send
- *   that was accepted but rejected later, when the session ended before its drain, may or may not have
- *   arrived); otherwise (terminate, RST, FIN, close timeout) a prefix of it;
- * - sends made once the session left open/replying reject with SessionError; sends reject only with
- *   SessionError SESSION_CLOSED / HANDLER_RETURNED; close() and app.stop() resolve; every promise settles
- *   within a deadline, and every session ends;
+ *   server's Close frame, and: when the peer received that Close, exactly the accepted sequence (sends
+ *   that were accepted but rejected later, when the session ended before the drain they waited for,
+ *   included: they went before the Close); otherwise (terminate, RST, FIN, close timeout) a prefix of it
+ *   (such sends may be missing);
+ * - sends made once the session left open/replying reject; sends reject only with SessionError
+ *   SESSION_CLOSED / HANDLER_RETURNED; close(), subscribe() and app.stop() resolve (stop with no session
+ *   left); every promise settles within a deadline; every session and every handler ends;
  * - at the end: `app.subscriberCount` is 0 for every topic, `app.pubsub.topics()` and `app.sessions` are
  *   empty, the error hook got only ProtocolErrors (at most one per violation sent), no unhandled rejection.
  *
@@ -925,6 +933,10 @@ describe("publishing under concurrency, model-based", () => {
       "publication slow",
       "slow subscriber closed",
       "publication queued while replying",
+      "publication slow: the peer does not read",
+      "slow subscriber closed (its own policy)",
+      "farewell published as a session ends",
+      "violation: a message that cannot be inflated",
       "shared compressions",
       "compared exactly (Close received)",
       "compared as a prefix (no Close)",
