@@ -21,6 +21,7 @@ describe("chat names", () => {
       "line breaks and controls": ["\n", "\r", "\t", "\u0000", "\u0007", "\u001B", "\u007F", "\u0085"],
       "line and paragraph separators": ["\u2028", "\u2029"],
       "zero-width and other format characters": ["\u200B", "\u200C", "\u200D", "\u2060", "\uFEFF", "\u00AD"],
+      "interlinear annotation, Arabic number sign": ["\uFFF9", "\uFFFB", "\u0600"],
       "tags, private use, noncharacters": ["\u{E0041}", "\uE000", "\uFDD0", "\uFFFF"],
       "blank fillers": ["\u3164", "\u115F", "\uFFA0", "\u2800"],
     };
