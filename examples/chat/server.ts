@@ -29,11 +29,15 @@ import {
   roomTopic,
 } from "./protocol.js";
 
-// The page lives beside the source; the built server runs from dist/examples/chat/.
-const here = dirname(fileURLToPath(import.meta.url));
-const publicDir = existsSync(resolve(here, "public"))
-  ? resolve(here, "public")
-  : resolve(here, "../../../examples/chat/public");
+const publicDir = findPublicDir(dirname(fileURLToPath(import.meta.url)));
+
+/** The page lives beside the source; a built server (dist/examples/chat/, or another outDir) looks up. */
+function findPublicDir(here: string): string {
+  if (existsSync(resolve(here, "public/chat.js"))) return resolve(here, "public");
+  for (let dir = here; dirname(dir) !== dir; dir = dirname(dir))
+    if (existsSync(resolve(dir, "examples/chat/public/chat.js"))) return resolve(dir, "examples/chat/public");
+  throw new Error(`examples/chat/public not found above ${here}`);
+}
 
 /** A member with more than this waiting to be sent (bytes of memory, see `bufferedAmount`) is closed. */
 export const SLOW_MEMBER_LIMIT = 256 * 1024;
