@@ -16,6 +16,7 @@ import {
   PubSub,
   type PubSubAdapter,
   permessageDeflate,
+  redisAdapter,
   WebSockets,
 } from "../../src/index.js";
 import { originsFor, parseOrigins } from "./origins.js";
@@ -177,7 +178,17 @@ export async function startChat(options: StartChatOptions = {}): Promise<Running
 
 /** node-redis is loaded only in REDIS_URL mode, so `npm start` needs neither Redis nor the package. */
 async function connectRedis(url: string): Promise<{ adapter: PubSubAdapter; close(): Promise<void> }> {
-  throw new Error(`REDIS_URL (${url}): the Redis adapter is not available yet`);
+  const { createClient } = await import("redis");
+  const client = createClient({ url });
+  // node-redis emits errors while it reconnects; unheard, one would end the process.
+  client.on("error", (error: Error) => console.error(`chat: redis: ${error.message}`));
+  await client.connect();
+  return {
+    adapter: redisAdapter({ client }),
+    close: async () => {
+      if (client.isOpen) await client.close();
+    },
+  };
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
@@ -191,7 +202,8 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   });
   console.log(`chat at ${chat.url}/ (pages from ${chat.origins.join(", ")})`);
   if (env.REDIS_URL) console.log("rooms shared through Redis (REDIS_URL)"); // the URL may hold a password
-  const stop = () => void chat.stop().then(() => process.exit(0));
+  // No process.exit: once the sessions, the server and Redis are closed, nothing is left to run.
+  const stop = () => void chat.stop();
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
 }
