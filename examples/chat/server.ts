@@ -13,6 +13,7 @@ import {
   type Application,
   CloseCode,
   createApp,
+  type ErrorKind,
   PubSub,
   type PubSubAdapter,
   permessageDeflate,
@@ -144,7 +145,11 @@ export interface StartChatOptions {
   slowMemberLimit?: number | undefined;
   rate?: RateOptions | false | undefined;
   now?: (() => number) | undefined;
+  /** What the app and the Redis client report (default: logged to stderr). */
+  onError?: ErrorReporter | undefined;
 }
+
+type ErrorReporter = (error: unknown, kind: ErrorKind) => void;
 
 export interface RunningChat {
   app: Application;
@@ -158,9 +163,10 @@ export interface RunningChat {
 /** Builds the chat, connects to Redis if asked, listens, and allows the origins of its own address. */
 export async function startChat(options: StartChatOptions = {}): Promise<RunningChat> {
   const origins = new Set<string>();
-  const redis = options.redisUrl === undefined ? undefined : await connectRedis(options.redisUrl);
+  const report = options.onError ?? ((error, kind) => console.error(`chat: ${kind} error:`, error));
+  const redis = options.redisUrl === undefined ? undefined : await connectRedis(options.redisUrl, report);
   const app = createChatApp({ ...options, origins, adapter: redis?.adapter });
-  app.onError((error, kind) => console.error(`chat: ${kind} error:`, error));
+  app.onError(report);
   const host = options.host ?? "127.0.0.1";
   const { url, port } = await app.listen({ port: options.port ?? 8080, host });
   // Until this line no page origin is allowed: the port may have been 0.
@@ -177,11 +183,14 @@ export async function startChat(options: StartChatOptions = {}): Promise<Running
 }
 
 /** node-redis is loaded only in REDIS_URL mode, so `npm start` needs neither Redis nor the package. */
-async function connectRedis(url: string): Promise<{ adapter: PubSubAdapter; close(): Promise<void> }> {
+async function connectRedis(
+  url: string,
+  report: ErrorReporter,
+): Promise<{ adapter: PubSubAdapter; close(): Promise<void> }> {
   const { createClient } = await import("redis");
   const client = createClient({ url });
   // node-redis emits errors while it reconnects; unheard, one would end the process.
-  client.on("error", (error: Error) => console.error(`chat: redis: ${error.message}`));
+  client.on("error", (error: unknown) => report(error, "pubsub"));
   await client.connect();
   return {
     adapter: redisAdapter({ client }),

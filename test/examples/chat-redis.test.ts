@@ -9,9 +9,12 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import type { Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { ChatEvent } from "../../examples/chat/protocol.js";
+import { startChat } from "../../examples/chat/server.js";
 import { cleanup, onCleanup } from "../helpers/cleanup.js";
 import { startRedisServer } from "../helpers/redis-server.js";
-import { within } from "../helpers/wait.js";
+import { until, within } from "../helpers/wait.js";
+import { WsClient } from "../helpers/ws-client.js";
 import { useChromium } from "../interop/browser.js";
 
 const TIMEOUT = 60_000;
@@ -144,5 +147,41 @@ describe("chat over Redis: two processes, one room", { timeout: TIMEOUT }, () =>
     await context.close();
     one.child.kill("SIGTERM");
     expect(await within(one.exited, 10_000, "process one to exit"), one.output()).toBe(0);
+  });
+
+  it("when Redis restarts, the members get a gap line, and the room works again", async () => {
+    const redis = await startRedisServer();
+    const reported: string[] = [];
+    const options = {
+      host: "127.0.0.1",
+      port: 0,
+      redisUrl: redis.url,
+      onError: (_: unknown, kind: string) => reported.push(kind),
+    };
+    const chat = await startChat(options);
+    onCleanup(() => chat.stop(0));
+    const other = await startChat(options);
+    onCleanup(() => other.stop(0));
+    const ws = (c: { url: string }, name: string) =>
+      new WsClient(`${c.url.replace(/^http/, "ws")}/chat/lobby?name=${name}`, ["chat.v2"]);
+    const events = (client: WsClient) =>
+      client.messages.map((m) => JSON.parse(m.data.toString()) as ChatEvent);
+    const alice = ws(chat, "alice");
+    await until(() => events(alice).length === 1, 5000, "alice's join");
+    const bob = ws(other, "bob");
+    await until(() => events(alice).length === 2, 5000, "bob's join at alice");
+    await redis.restart();
+    await until(() => events(alice).some((e) => e.type === "gap"), 10_000, "the gap line");
+    expect(events(alice).filter((e) => e.type === "gap")).toEqual([{ type: "gap", room: "lobby" }]);
+    // Once both processes have subscribed again, a line crosses as before.
+    await until(() => events(bob).some((e) => e.type === "gap"), 10_000, "the gap line at bob");
+    await bob.send("still here");
+    await until(() => events(alice).some((e) => e.type === "message"), 10_000, "bob's line at alice");
+    expect(events(alice).filter((e) => e.type === "message")).toEqual([
+      { type: "message", room: "lobby", name: "bob", text: "still here" },
+    ]);
+    // The lost connections were reported as the backplane's, not as failures of the chat.
+    expect(reported.length).toBeGreaterThan(0);
+    expect(new Set(reported)).toEqual(new Set(["pubsub"]));
   });
 });
