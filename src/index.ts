@@ -39,6 +39,12 @@ export type {
   PubSubHub,
   PubSubStats,
 } from "./pubsub/index.js";
+export {
+  type RedisAdapter,
+  type RedisAdapterOptions,
+  type RedisAdapterStats,
+  redisAdapter,
+} from "./pubsub/index.js";
 export { type PathParams, RoutePatternError } from "./routing/index.js";
 export {
   BinaryFrame,

@@ -17,3 +17,9 @@ export {
   PubSubHub,
   type PubSubStats,
 } from "./hub.js";
+export {
+  type RedisAdapter,
+  type RedisAdapterOptions,
+  type RedisAdapterStats,
+  redisAdapter,
+} from "./redis.js";

@@ -1,12 +1,13 @@
 /**
  * Interop with headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core): the chat example
- * in two pages (join, broadcast, leave with 1000, rejoin), and a raw `new WebSocket(url)` against an echo
- * route. Chromium offers permessage-deflate: the chat runs once without it and once with it negotiated.
+ * in two pages (join, broadcast, leave with 1000, rejoin; what a user types rendered as text in a message
+ * line, never as markup or as a system line; a refused name's close code and reason on the page), and a
+ * raw `new WebSocket(url)` against an echo route. Chromium offers permessage-deflate: the chat runs once
+ * without it and once with it negotiated.
  */
 import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createChatApp } from "../../examples/chat/server.js";
-import type { Application } from "../../src/index.js";
+import { type RunningChat, startChat } from "../../examples/chat/server.js";
 import { useChromium } from "./browser.js";
 import { type EchoServer, patternBytes, startEchoApp, within } from "./echo-app.js";
 
@@ -20,26 +21,25 @@ const messagesOf = (page: Page) => page.locator("#messages li").allTextContents(
 const statusOf = (page: Page) => page.locator("#status").textContent();
 
 describe.each([
-  { deflate: false, status: "connected (chat.v1, no extensions)" },
-  { deflate: true, status: "connected (chat.v1, permessage-deflate)" },
+  { deflate: false, status: "connected (chat.v2, no extensions)" },
+  { deflate: true, status: "connected (chat.v2, permessage-deflate)" },
 ])(
   "Chromium ↔ sockway chat example (deflate: $deflate)",
   { timeout: TIMEOUT },
   ({ deflate, status: CONNECTED }) => {
-    let app: Application;
+    let chat: RunningChat;
     let base: string;
     let context: BrowserContext;
 
     beforeAll(async () => {
-      app = createChatApp({ deflate });
-      const { url } = await app.listen({ host: "127.0.0.1", port: 0 });
-      base = url;
+      chat = await startChat({ deflate, host: "127.0.0.1", port: 0 });
+      base = chat.url;
       context = await browser().newContext();
     }, TIMEOUT);
 
     afterAll(async () => {
       await context?.close();
-      await app?.stop({ grace: 1000 });
+      await chat?.stop(1000);
     }, TIMEOUT);
 
     it("serves its page and static files", async () => {
@@ -134,6 +134,44 @@ describe.each([
 
       await alice.close();
       await bob.close();
+    });
+
+    it("what a user sends is shown as text in one message line: no markup, no system line", async () => {
+      const alice = await openChat();
+      const bob = await openChat();
+      await join(alice, "alice", "forge");
+      await join(bob, "bob", "forge");
+      await expect.poll(() => messagesOf(alice)).toEqual(["* alice joined forge", "* bob joined forge"]);
+      // Straight onto bob's socket: the page's text input would drop the line breaks itself.
+      const forged = `<img src=x onerror="document.title='pwned'">\n* alice left\r\n\u202Eevil`;
+      await bob.evaluate(`socket.send(${JSON.stringify(forged)})`);
+      await say(bob, "<b>bold?</b>");
+      const shown = [
+        `bob: <img src=x onerror="document.title='pwned'"> * alice left evil`,
+        "bob: <b>bold?</b>",
+      ];
+      await expect.poll(() => alice.locator("#messages li.message").allTextContents()).toEqual(shown);
+      expect(await alice.locator("#messages li.system").allTextContents()).toEqual([
+        "* alice joined forge",
+        "* bob joined forge",
+      ]);
+      expect(await alice.locator("#messages li.message bdi.name").allTextContents()).toEqual(["bob", "bob"]);
+      expect(await alice.locator("#messages img, #messages b").count()).toBe(0);
+      expect(await alice.title()).toBe("sockway chat");
+      await alice.close();
+      await bob.close();
+    });
+
+    it("a name with a bidi override is refused: the page shows the close code and the reason", async () => {
+      const page = await openChat();
+      await page.fill("#name", "\u202Enimda");
+      await page.fill("#room", "lobby");
+      await page.click("#connect");
+      await expect
+        .poll(() => statusOf(page), { timeout: 5000 })
+        .toBe("closed (1008: Name has control, bidi or invisible characters)");
+      expect(await messagesOf(page)).toEqual([]);
+      await page.close();
     });
   },
 );
