@@ -284,6 +284,7 @@ export class Application {
   attach(server: Server): this {
     server.on("upgrade", this.handleUpgrade);
     this.server ??= server;
+    this.pubsub.start();
     return this;
   }
 
@@ -344,6 +345,7 @@ export class Application {
         resolve();
       });
     });
+    this.pubsub.start();
     const address = server.address() as AddressInfo;
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
     const scheme = options.tls ? "https" : "http";

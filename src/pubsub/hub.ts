@@ -102,6 +102,7 @@ export class PubSubHub implements TopicRegistry {
   private readonly pending = new Map<string, Promise<void>>();
   private config: PubSubConfig = DEFAULT_PUBSUB_CONFIG;
   private adapterStarted = false;
+  private stopped = false;
   private readonly counters: PubSubStats = {
     published: 0,
     received: 0,
@@ -326,21 +327,36 @@ export class PubSubHub implements TopicRegistry {
 
   // ---- the adapter ----------------------------------------------------------------------------
 
+  /** The adapter, started on first need (an application used without `listen`); none once stopped. */
   private startedAdapter(): PubSubAdapter | undefined {
+    if (this.stopped) return undefined;
     const adapter = this.config.adapter;
-    if (adapter !== undefined && !this.adapterStarted) {
-      this.adapterStarted = true;
-      try {
-        adapter.start(this.adapterHost);
-      } catch (error) {
-        this.reportError(error); // local delivery does not depend on the backplane
-      }
-    }
+    if (adapter !== undefined && !this.adapterStarted) this.start();
     return adapter;
   }
 
-  /** @internal The application stops: the adapter closes its connections (started again on next use). */
+  /**
+   * @internal The application listens (or is attached): the adapter starts now, so this node counts
+   * in the cluster before its first subscriber. After `stop`, this is what starts it again.
+   */
+  start(): void {
+    this.stopped = false;
+    const adapter = this.config.adapter;
+    if (adapter === undefined || this.adapterStarted) return;
+    this.adapterStarted = true;
+    try {
+      adapter.start(this.adapterHost);
+    } catch (error) {
+      this.reportError(error); // local delivery does not depend on the backplane
+    }
+  }
+
+  /**
+   * @internal The application stops: the adapter closes its connections. Until `start`, publications
+   * stay on this node (a handler still running publishes locally only).
+   */
   async stop(): Promise<void> {
+    this.stopped = true;
     const adapter = this.config.adapter;
     if (adapter === undefined || !this.adapterStarted) return;
     this.adapterStarted = false;

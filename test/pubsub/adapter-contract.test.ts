@@ -169,6 +169,21 @@ describe("the adapter contract", () => {
     ]);
   });
 
+  it("starts at listen; after stop, publications stay local until the app listens again", async () => {
+    const { app, adapter } = await setUp();
+    expect(adapter.calls).toEqual(["start"]); // counted in the cluster before any subscriber
+    await app.stop({ grace: 0 });
+    expect(adapter.calls).toEqual(["start", "close"]);
+    app.publish("t", "after stop");
+    expect(adapter.published).toEqual([]);
+    expect(adapter.calls).toEqual(["start", "close"]);
+    await app.listen({ port: 0 });
+    expect(adapter.calls).toEqual(["start", "close", "start"]);
+    app.publish("t", "again");
+    expect(adapter.published.map((p) => p.payload.toString())).toEqual(["again"]);
+    await app.stop({ grace: 0 });
+  });
+
   it("without an adapter, the cluster is this node", async () => {
     const { app, wsUrl } = await startPubSub((r) =>
       r.webSocket("/s", async (session) => {
