@@ -23,6 +23,8 @@ export interface RedisServer {
   /** Stops it; `start` brings it back on the same port. */
   stop(): Promise<void>;
   start(): Promise<void>;
+  /** The end of what the server logged (notice level), across restarts. */
+  log(): string;
   /** SIGSTOP / SIGCONT: connections stay open, nothing is answered. */
   freeze(): void;
   thaw(): void;
@@ -39,7 +41,7 @@ function freePort(): Promise<number> {
   });
 }
 
-function launch(port: number, dir: string): Promise<ChildProcess> {
+function launch(port: number, dir: string, log: { text: string }): Promise<ChildProcess> {
   const child = spawn(
     BINARY,
     [
@@ -65,6 +67,7 @@ function launch(port: number, dir: string): Promise<ChildProcess> {
     new Promise<ChildProcess>((resolve, reject) => {
       const onData = (chunk: Buffer) => {
         output = (output + chunk.toString()).slice(-4000);
+        log.text = (log.text + chunk.toString()).slice(-16_000);
         if (output.includes("Ready to accept connections")) resolve(child);
       };
       child.stdout!.on("data", onData);
@@ -98,12 +101,13 @@ function exited(child: ChildProcess): Promise<void> {
 /** Starts a redis-server (retrying on another port if the one picked was taken meanwhile). */
 export async function startRedisServer(): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), "sockway-redis-"));
+  const log = { text: "" };
   let child: ChildProcess | undefined;
   let port = 0;
   for (let attempt = 0; ; attempt++) {
     port = await freePort();
     try {
-      child = await launch(port, dir);
+      child = await launch(port, dir, log);
       break;
     } catch (error) {
       if (attempt >= 2 || !/Address already in use/.test(String(error))) {
@@ -121,7 +125,7 @@ export async function startRedisServer(): Promise<RedisServer> {
     await exited(c);
   };
   const start = async () => {
-    if (child === undefined) child = await launch(port, dir);
+    if (child === undefined) child = await launch(port, dir, log);
   };
   onCleanup(async () => {
     await stop();
@@ -136,6 +140,7 @@ export async function startRedisServer(): Promise<RedisServer> {
       await stop();
       await start();
     },
+    log: () => log.text,
     freeze: () => child?.kill("SIGSTOP"),
     thaw: () => child?.kill("SIGCONT"),
   };
