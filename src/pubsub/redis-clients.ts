@@ -1,4 +1,5 @@
 import type { Buffer } from "node:buffer";
+import { AppError } from "../protocol/index.js";
 
 /**
  * The two Redis clients behind one small interface, so the adapter does not care which one the user
@@ -96,7 +97,7 @@ type IORedisLike = Emitter & {
 
 const isFn = (value: unknown): value is Fn => typeof value === "function";
 
-/** Recognizes the client, or throws a TypeError saying what was expected. */
+/** Recognizes the client, or throws an AppError (INVALID_OPTION) saying what was expected. */
 export function redisBackend(client: unknown): RedisBackend {
   const c = client as Record<string, unknown> | null;
   if (c !== null && typeof c === "object" && isFn(c.duplicate) && isFn(c.on)) {
@@ -105,7 +106,10 @@ export function redisBackend(client: unknown): RedisBackend {
     if ("isReady" in c && isFn(c.PUBLISH) && isFn(c.SUBSCRIBE))
       return nodeRedisBackend(client as NodeRedisLike);
   }
-  throw new TypeError("redisAdapter: client must be a node-redis (v4 or later) or ioredis client");
+  throw new AppError(
+    "INVALID_OPTION",
+    "redisAdapter: client must be a node-redis (v4 or later) or ioredis client",
+  );
 }
 
 function parseRunId(info: string): string | undefined {

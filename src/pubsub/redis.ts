@@ -1,4 +1,5 @@
 import { Buffer } from "node:buffer";
+import { AppError } from "../protocol/index.js";
 import type { AdapterHost, ClusterCount, GapReason, PubSubAdapter } from "./adapter.js";
 import {
   decodeEnvelope,
@@ -116,8 +117,10 @@ interface CountRequest {
 export function redisAdapter(options: RedisAdapterOptions): RedisAdapter {
   const { client, ...given } = options;
   const o: Resolved = { ...DEFAULT_REDIS_ADAPTER_OPTIONS, ...withoutUndefined(given) };
-  if (typeof o.prefix !== "string") throw new TypeError("redisAdapter: prefix must be a string");
-  if (typeof o.sharded !== "boolean") throw new TypeError("redisAdapter: sharded must be a boolean");
+  if (typeof o.prefix !== "string")
+    throw new AppError("INVALID_OPTION", "redisAdapter: prefix must be a string");
+  if (typeof o.sharded !== "boolean")
+    throw new AppError("INVALID_OPTION", "redisAdapter: sharded must be a boolean");
   positiveInteger("maxPendingBytes", o.maxPendingBytes);
   positiveInteger("subscribeTimeout", o.subscribeTimeout);
   positiveInteger("maxChannelsPerCommand", o.maxChannelsPerCommand);
@@ -130,7 +133,10 @@ function withoutUndefined<T extends object>(value: T): Partial<T> {
 
 function positiveInteger(name: string, value: unknown): void {
   if (!Number.isSafeInteger(value) || (value as number) < 1)
-    throw new TypeError(`redisAdapter: ${name} must be a positive integer, got ${String(value)}`);
+    throw new AppError(
+      "INVALID_OPTION",
+      `redisAdapter: ${name} must be a positive integer, got ${String(value)}`,
+    );
 }
 
 type Resolved = Required<Omit<RedisAdapterOptions, "client">>;

@@ -2,7 +2,7 @@ import { Buffer } from "node:buffer";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import type { AdapterHost, GapReason } from "../../src/index.js";
-import { redisAdapter } from "../../src/index.js";
+import { AppError, redisAdapter } from "../../src/index.js";
 import { encodeEnvelope, FLAG_BINARY } from "../../src/pubsub/envelope.js";
 import { PENDING_OVERHEAD } from "../../src/pubsub/redis.js";
 import { cleanup, onCleanup } from "../helpers/cleanup.js";
@@ -358,7 +358,10 @@ describe.each(CLIENT_KINDS)("Redis adapter, apps in one process (%s)", (kind: Cl
 describe("redisAdapter options", () => {
   it("refuses what is not a Redis client, and invalid limits", () => {
     expect(() => redisAdapter({ client: {} })).toThrow(/node-redis .* or ioredis/);
-    expect(() => redisAdapter({ client: undefined })).toThrow(TypeError);
+    expect(() => redisAdapter({ client: undefined })).toThrow(AppError);
+    expect(() => redisAdapter({ client: {}, prefix: 1 as unknown as string })).toThrowError(
+      expect.objectContaining({ code: "INVALID_OPTION" }),
+    );
     const fake = { duplicate() {}, on() {}, isReady: true, PUBLISH() {}, SUBSCRIBE() {} };
     expect(() => redisAdapter({ client: fake, maxPendingBytes: 0 })).toThrow(/maxPendingBytes/);
     expect(() => redisAdapter({ client: fake, subscribeTimeout: 1.5 })).toThrow(/subscribeTimeout/);
