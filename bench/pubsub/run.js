@@ -5,7 +5,7 @@
  *
  *   node bench/pubsub/run.js                 all pub/sub scenarios (npm run bench runs them after the rest)
  *   BENCH_ONLY=fanout,growth,sub-memory,redis    some of them
- *   BENCH_SERVERS=sockway,ws,bun,socketio    fan-out columns
+ *   BENCH_SERVERS=sockway,ws,bun,socketio,raw-net    fan-out columns
  *   BENCH_ROUNDS (3), BENCH_SECONDS (2 per phase), BENCH_WARMUP (0.5), BENCH_RETRIES (1), BENCH_QUICK=1,
  *   BENCH_PROFILE=1 (sockway servers with --cpu-prof into bench/results/tmp/), BENCH_SOCKWAY_DIST,
  *   BENCH_SERVER_CPUS / BENCH_LOAD_CPUS (0 / 1), BENCH_QUIET_BUDGET (seconds, 120).
@@ -30,7 +30,7 @@ const IDS = ["fanout", "growth", "sub-memory", "redis"];
 const ONLY = (process.env.BENCH_ONLY ?? "").split(",").filter((id) => IDS.includes(id));
 const selected = (/** @type {string} */ id) =>
   ONLY.length > 0 ? ONLY.includes(id) : process.env.BENCH_ONLY === undefined || process.env.BENCH_ONLY === "";
-const ALL_SERVERS = ["sockway", "ws", "bun", "socketio"];
+const ALL_SERVERS = ["sockway", "ws", "bun", "socketio", "raw-net"];
 const servers = process.env.BENCH_SERVERS
   ? ALL_SERVERS.filter((s) => process.env.BENCH_SERVERS?.split(",").includes(s))
   : ALL_SERVERS;
@@ -112,6 +112,7 @@ const SCRIPTS = {
   ws: { runtime: "node", script: "ws.js" },
   bun: { runtime: "bun", script: "bun.js" },
   socketio: { runtime: "node", script: "socketio.js" },
+  "raw-net": { runtime: "node", script: "raw-net.js" },
 };
 
 /**

@@ -9,6 +9,8 @@
  *                    "plain": one app with clusterAdapter() in a child forked by the test, whose
  *                    process runs the ClusterRelay: {type:"listening", port}.
  *   CLUSTER_CRASH    "1": every worker exits at once (a crash loop).
+ *   CLUSTER_REDIS_URL  set: the workers use redisAdapter over a node-redis client of this Redis instead
+ *                    of the relay's adapter.
  *
  * The app: /ws?topic=T (subscribes to T) sends "pid <pid>" first, "subscribed" once subscribed. Text
  * commands: "pub T text", "seq T N tag" (N publications "tag i"), "count T ms" (answers "count {json}"),
@@ -21,9 +23,20 @@ import { pathToFileURL } from "node:url";
 
 const dist = process.env.SOCKWAY_DIST;
 if (!dist) throw new Error("SOCKWAY_DIST is not set");
-const { createApp, WebSockets, PubSub, runCluster, clusterAdapter } = await import(
+const { createApp, WebSockets, PubSub, runCluster, clusterAdapter, redisAdapter } = await import(
   pathToFileURL(`${dist}/index.js`).href
 );
+
+/** The relay's adapter, or with CLUSTER_REDIS_URL one over Redis. @param {any} context */
+async function adapterFor(context) {
+  const url = process.env.CLUSTER_REDIS_URL;
+  if (!url) return context.adapter;
+  const { createClient } = await import("redis");
+  const client = createClient({ url });
+  client.on("error", () => {});
+  await client.connect();
+  return redisAdapter({ client });
+}
 
 /** @param {any} adapter */
 async function startApp(adapter) {
@@ -89,7 +102,7 @@ if (process.env.CLUSTER_MODE === "plain") {
   };
   const handle = await runCluster({
     ...options,
-    start: (/** @type {any} */ context) => startApp(context.adapter),
+    start: async (/** @type {any} */ context) => startApp(await adapterFor(context)),
     onEvent: (/** @type {any} */ event) => report({ type: "event", event, at: Date.now() }),
   });
   if (handle.isPrimary) {

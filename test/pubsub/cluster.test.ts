@@ -8,9 +8,11 @@ import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ClusterRelay } from "../../src/index.js";
 import { cleanup, onCleanup } from "../helpers/cleanup.js";
+import { startRedisServer } from "../helpers/redis-server.js";
 import { until, within } from "../helpers/wait.js";
 import { WsClient } from "../helpers/ws-client.js";
 import { sockwayDist } from "../memory/flood-harness.js";
+import { adminClient } from "./redis-harness.js";
 
 const script = fileURLToPath(new URL("./cluster-app.mjs", import.meta.url));
 let dist: { dir: string; dispose: () => void };
@@ -335,5 +337,33 @@ describe("clusterAdapter outside node:cluster", () => {
       "through the relay",
       "after",
     ]);
+  });
+});
+
+describe("cluster over Redis", () => {
+  it("workers share topics through redisAdapter: one copy each, interest only, 1001 on stop", async () => {
+    const redis = await startRedisServer();
+    const admin = await adminClient(redis.url);
+    const c = await startCluster({ workers: 2 }, { CLUSTER_REDIS_URL: redis.url });
+    const [[a], [b]] = (await clientsOnWorkers(c.port!, "room", 2, 1)) as [[Client], [Client]];
+    expect(a.pid).not.toBe(b.pid);
+    await a.ws.send("pub room from a");
+    await b.ws.send("pub room from b");
+    const got = (client: Client) => take(client, 2).then((ms) => ms.map((m) => m.data.toString()).sort());
+    expect(await got(a)).toEqual(["from a", "from b"]);
+    expect(await got(b)).toEqual(["from a", "from b"]);
+    // Both workers hold the topic's channel: two subscribers of it in Redis, and no relay involved.
+    expect(await admin.pubSubNumSub("sockway:t:room")).toEqual({ "sockway:t:room": 2 });
+    const stats = await ask<{ received: number }>(a, "stats", "stats");
+    expect(stats.received).toBe(1);
+    c.primary.kill("SIGTERM");
+    const codes = await within(
+      Promise.all([a, b].map((x) => x.ws.closed.then((r) => r.code))),
+      10_000,
+      "both clients closed",
+    );
+    expect(codes).toEqual([1001, 1001]);
+    expect(await within(c.exited, 10_000, "the primary's exit")).toEqual({ code: 0, signal: null });
+    await until(async () => (await admin.pubSubChannels("sockway:t:*")).length === 0, 5000, "channels gone");
   });
 });
