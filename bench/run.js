@@ -20,7 +20,17 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import os from "node:os";
 import { fileURLToPath } from "node:url";
-import { busyFraction, Child, cpuList, cpuSeconds, cpuTimes, killAll, rssKiB, sleep } from "./lib/proc.js";
+import {
+  busyFraction,
+  Child,
+  cpuList,
+  cpuSeconds,
+  cpuTimes,
+  killAll,
+  rssKiB,
+  sleep,
+  waitForQuiet,
+} from "./lib/proc.js";
 import { svgChart, table } from "./lib/report.js";
 import { COLUMNS, SERVERS, scenarios } from "./lib/scenarios.js";
 
@@ -36,7 +46,8 @@ const ONLY = (process.env.BENCH_ONLY ?? "").split(",").filter(Boolean);
 const PROFILE = process.env.BENCH_PROFILE === "1";
 /** Extra flags for every node server (e.g. "--max-semi-space-size=1"), to test what a figure depends on. */
 const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean);
-let quietBudget = Number(process.env.BENCH_QUIET_BUDGET ?? 180) * 1000;
+/** Milliseconds the whole run may still spend waiting for quiet cores. */
+const quietBudget = { ms: Number(process.env.BENCH_QUIET_BUDGET ?? 180) * 1000 };
 /** Other work may take at most this share of a pinned core for a measurement to count as clean. */
 const CONTENDED = 0.15;
 const BUN = `${root}node_modules/.bin/bun`;
@@ -187,33 +198,6 @@ function startLoad(/** @type {Record<string, unknown>} */ load, /** @type {numbe
   ]);
 }
 
-/**
- * Before a load measurement (none of ours running): waits, within the run's budget, until other work
- * leaves both pinned cores nearly idle. Returns how busy they were at the last look.
- */
-async function waitForQuiet() {
-  const look = async () => {
-    const s0 = cpuTimes(serverCores);
-    const l0 = cpuTimes(loadCores);
-    await sleep(500);
-    return Math.max(
-      busyFraction(s0, cpuTimes(serverCores), serverCores.length) / serverCores.length,
-      busyFraction(l0, cpuTimes(loadCores), loadCores.length) / loadCores.length,
-    );
-  };
-  let busy = await look();
-  let warned = false;
-  while (busy > 0.1 && quietBudget > 0) {
-    if (!warned) log(`  waiting for the pinned cores to be quiet (${pct(busy)} busy with other work)`);
-    warned = true;
-    const t = performance.now();
-    await sleep(1500);
-    busy = await look();
-    quietBudget -= performance.now() - t;
-  }
-  return busy;
-}
-
 /** Profiled servers exit by themselves so that node writes the profile; others are killed. */
 const stopServer = (/** @type {Child} */ server) => (PROFILE ? server.end(10_000) : server.kill());
 
@@ -232,7 +216,7 @@ async function settledRss(/** @type {Child} */ server) {
  * @param {string} serverName
  */
 async function measureLoad(scenario, serverName) {
-  const busyBefore = await waitForQuiet();
+  const busyBefore = await waitForQuiet(serverCores, loadCores, quietBudget, log);
   const { child: server, port } = await startServer(serverName, scenario.env);
   /** @type {Child[]} */
   const loads = [];

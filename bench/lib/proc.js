@@ -223,3 +223,37 @@ export function busyFraction(
   const total = b.total - a.total;
   return total > 0 ? ((b.busy - a.busy) / total) * cpuCount : 0;
 }
+
+/**
+ * Before a load measurement (none of ours running): waits, within `budget.ms` (spent as it waits),
+ * until other work leaves the pinned cores nearly idle (under 10% each). Returns how busy they were at
+ * the last look.
+ */
+export async function waitForQuiet(
+  /** @type {number[]} */ serverCores,
+  /** @type {number[]} */ loadCores,
+  /** @type {{ ms: number }} */ budget,
+  /** @type {(line: string) => void} */ log,
+) {
+  const look = async () => {
+    const s0 = cpuTimes(serverCores);
+    const l0 = cpuTimes(loadCores);
+    await sleep(500);
+    return Math.max(
+      busyFraction(s0, cpuTimes(serverCores), serverCores.length) / serverCores.length,
+      busyFraction(l0, cpuTimes(loadCores), loadCores.length) / loadCores.length,
+    );
+  };
+  let busy = await look();
+  let warned = false;
+  while (busy > 0.1 && budget.ms > 0) {
+    if (!warned)
+      log(`  waiting for the pinned cores to be quiet (${(busy * 100).toFixed(0)}% busy with other work)`);
+    warned = true;
+    const t = performance.now();
+    await sleep(1500);
+    busy = await look();
+    budget.ms -= performance.now() - t;
+  }
+  return busy;
+}

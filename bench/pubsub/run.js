@@ -15,7 +15,16 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import { fileURLToPath } from "node:url";
-import { busyFraction, Child, cpuList, cpuSeconds, cpuTimes, killAll, sleep } from "../lib/proc.js";
+import {
+  busyFraction,
+  Child,
+  cpuList,
+  cpuSeconds,
+  cpuTimes,
+  killAll,
+  sleep,
+  waitForQuiet,
+} from "../lib/proc.js";
 import { fmt } from "../lib/report.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -34,7 +43,8 @@ const ALL_SERVERS = ["sockway", "ws", "bun", "socketio", "raw-net"];
 const servers = process.env.BENCH_SERVERS
   ? ALL_SERVERS.filter((s) => process.env.BENCH_SERVERS?.split(",").includes(s))
   : ALL_SERVERS;
-let quietBudget = Number(process.env.BENCH_QUIET_BUDGET ?? 120) * 1000;
+/** Milliseconds the whole run may still spend waiting for quiet cores. */
+const quietBudget = { ms: Number(process.env.BENCH_QUIET_BUDGET ?? 120) * 1000 };
 const CONTENDED = 0.15;
 /** A contended measurement is repeated at most this many times. */
 const RETRIES = Number(process.env.BENCH_RETRIES ?? 1);
@@ -214,29 +224,6 @@ async function waitForSubscribers(/** @type {Child[]} */ ss, /** @type {number} 
   }
 }
 
-async function waitForQuiet() {
-  const look = async () => {
-    const s0 = cpuTimes(serverCores);
-    const l0 = cpuTimes(loadCores);
-    await sleep(500);
-    return Math.max(
-      busyFraction(s0, cpuTimes(serverCores), serverCores.length) / serverCores.length,
-      busyFraction(l0, cpuTimes(loadCores), loadCores.length) / loadCores.length,
-    );
-  };
-  let busy = await look();
-  let warned = false;
-  while (busy > 0.1 && quietBudget > 0) {
-    if (!warned) log(`  waiting for the pinned cores to be quiet (${pct(busy)} busy with other work)`);
-    warned = true;
-    const t = performance.now();
-    await sleep(1500);
-    busy = await look();
-    quietBudget -= performance.now() - t;
-  }
-  return busy;
-}
-
 // ---- one fan-out measurement ------------------------------------------------------------------------
 
 /**
@@ -245,7 +232,7 @@ async function waitForQuiet() {
  * @param {{ server: string, n: number, phases: { size: number, window: number }[], nodes?: number, redisPort?: number, tag?: string }} o
  */
 async function measureFanout(o) {
-  const busyBefore = await waitForQuiet();
+  const busyBefore = await waitForQuiet(serverCores, loadCores, quietBudget, log);
   const nodes = o.nodes ?? 1;
   const env = o.redisPort !== undefined ? { BENCH_REDIS_PORT: String(o.redisPort) } : {};
   /** @type {{ child: Child, port: number }[]} */
