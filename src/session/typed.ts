@@ -147,30 +147,85 @@ export interface DeserializeOptions {
 
 type OutgoingValue<S> = S extends StandardSchemaV1 ? StandardSchemaV1.InferInput<S> : unknown;
 
+/** Per session: settles once the latest typed send still validating has been handed to `send`. */
+const sendTails = new WeakMap<object, Promise<void>>();
+
 /**
  * Serializes `value` (JSON by default) and sends it, after validating it against `schema` if given
- * (the schema's output is what is sent). Rejects with MessageError (INVALID, MALFORMED: direction
- * "outgoing") without sending or closing anything; otherwise as `session.send`.
+ * (the schema's output is what is sent). Typed sends on one session go out in the order they were
+ * called even when an async schema finishes a later one first. Rejects with MessageError (INVALID,
+ * MALFORMED: direction "outgoing") without sending or closing anything; otherwise as `session.send`.
  */
-export async function sendSerialized<S extends StandardSchemaV1 | undefined = undefined>(
+export function sendSerialized<S extends StandardSchemaV1 | undefined = undefined>(
   session: MessageSession,
   value: OutgoingValue<S>,
   options: SerializeOptions<S> = {},
 ): Promise<void> {
-  let out: unknown = value;
-  if (options.schema !== undefined) {
-    let result = options.schema["~standard"].validate(value);
-    if (result instanceof Promise) result = await result;
-    if (result.issues !== undefined) {
-      throw new MessageError("INVALID", `outgoing message refused by its schema: ${summary(result.issues)}`, {
-        direction: "outgoing",
-        issues: result.issues,
-        value,
-      });
-    }
-    out = result.value;
+  const converter = options.converter ?? jsonConverter;
+  const tail = sendTails.get(session);
+  let checked: unknown;
+  try {
+    checked = options.schema === undefined ? value : validateOutgoing(options.schema, value);
+  } catch (error) {
+    if (tail === undefined) return Promise.reject(error);
+    checked = Promise.reject(error);
   }
-  return session.send(serialize(options.converter ?? jsonConverter, out));
+  if (tail === undefined && !(checked instanceof Promise)) {
+    try {
+      return session.send(serialize(converter, checked));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+  let handed!: () => void;
+  const mine = new Promise<void>((resolve) => {
+    handed = resolve;
+  });
+  sendTails.set(session, mine);
+  const run = async (): Promise<void> => {
+    try {
+      let out: unknown;
+      let failure: { error: unknown } | undefined;
+      try {
+        out = await checked;
+      } catch (error) {
+        failure = { error };
+      }
+      if (tail !== undefined) await tail; // the typed sends called before this one go first
+      if (failure !== undefined) throw failure.error;
+      return session.send(serialize(converter, out));
+    } finally {
+      handed();
+      if (sendTails.get(session) === mine) sendTails.delete(session);
+    }
+  };
+  return run();
+}
+
+/** The schema's output for an outgoing value (or a promise of it); throws MessageError INVALID. */
+function validateOutgoing(schema: StandardSchemaV1, value: unknown): unknown {
+  const refused = (result: StandardSchemaV1.Result<unknown>): unknown => {
+    if (result.issues === undefined) return result.value;
+    throw new MessageError("INVALID", `outgoing message refused by its schema: ${summary(result.issues)}`, {
+      direction: "outgoing",
+      issues: result.issues,
+      value,
+    });
+  };
+  const threw = (cause: unknown): never => {
+    throw new MessageError("INVALID", `the outgoing schema threw: ${String(cause)}`, {
+      direction: "outgoing",
+      cause,
+      value,
+    });
+  };
+  let result: StandardSchemaV1.Result<unknown> | Promise<StandardSchemaV1.Result<unknown>>;
+  try {
+    result = schema["~standard"].validate(value);
+  } catch (cause) {
+    return threw(cause);
+  }
+  return result instanceof Promise ? result.then(refused, threw) : refused(result);
 }
 
 function serialize(converter: MessageConverter, value: unknown): string | Uint8Array {

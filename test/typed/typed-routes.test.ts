@@ -172,6 +172,40 @@ describe("typed routes (Zod)", () => {
     expect(JSON.parse(await client.nextText()).text).toBe("still open");
   });
 
+  it("sends typed values in call order when async outgoing validation finishes later ones first", async () => {
+    const Out = z
+      .number()
+      .int()
+      .refine(async (n) => {
+        await delay((6 - n) * 15);
+        return n !== 3;
+      });
+    const outcomes = deferred<string[]>();
+    const { wsUrl } = await startApp((r) =>
+      r.webSocket("/out", { incoming: z.unknown(), outgoing: Out }, async (session) => {
+        for await (const _ of session.messages) {
+          const sends = [1, 2, 3, 4, 5].map((n) => session.sendTyped(n)); // not awaited one by one
+          const settled = await Promise.allSettled(sends);
+          outcomes.resolve(
+            settled.map((s) => (s.status === "fulfilled" ? "sent" : (s.reason as MessageError).code)),
+          );
+        }
+      }),
+    );
+    const client = await WsClient.open(`${wsUrl}/out`);
+    await client.send("{}");
+    const got: string[] = [];
+    for (let i = 0; i < 4; i++) got.push(await client.nextText());
+    expect(got).toEqual(["1", "2", "4", "5"]);
+    expect(await within(outcomes.promise, 3000, "outcomes")).toEqual([
+      "sent",
+      "sent",
+      "INVALID",
+      "sent",
+      "sent",
+    ]);
+  });
+
   it("refuses options that are not Standard Schemas", () => {
     const app = createApp().install(WebSockets);
     expect(() =>
