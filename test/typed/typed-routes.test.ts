@@ -3,7 +3,9 @@ import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
 import {
   AppError,
+  connect,
   createApp,
+  deserializedMessages,
   type MessageConverter,
   MessageError,
   receiveDeserialized,
@@ -343,5 +345,22 @@ describe("sendSerialized / receiveDeserialized", () => {
     expect(error).toBeInstanceOf(MessageError);
     expect(error.code).toBe("MALFORMED");
     expect(error.direction).toBe("outgoing");
+  });
+});
+
+describe("on a client session", () => {
+  it("sockway's connect() session takes sendSerialized and deserializedMessages", async () => {
+    const { wsUrl } = await startApp((r) =>
+      r.webSocket("/chat", { incoming: ChatIn, outgoing: ChatOut }, async (session) => {
+        for await (const msg of session.messages)
+          await session.sendTyped({ type: "said", text: msg.text, length: msg.text.length });
+      }),
+    );
+    const text = await connect(`${wsUrl}/chat`, {}, async (session) => {
+      await sendSerialized(session, { type: "say", text: "from the client" }, { schema: ChatIn });
+      for await (const reply of deserializedMessages(session, ChatOut)) return reply.text;
+      return undefined;
+    });
+    expect(text).toBe("from the client");
   });
 });
