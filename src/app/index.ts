@@ -14,6 +14,8 @@ export {
   type HttpHandler,
   type RawWebSocketHandler,
   Route,
+  type TypedWebSocketHandler,
+  type TypedWebSocketRouteOptions,
   type WebSocketHandler,
   type WebSocketRouteOptions,
 } from "./route-builder.js";

@@ -6,6 +6,13 @@ import {
   type RouteTree,
 } from "../routing/index.js";
 import type { DefaultWebSocketSession, RawWebSocketSession } from "../session/index.js";
+import {
+  attachTypedMessages,
+  isStandardSchema,
+  type StandardSchemaV1,
+  type TypedMessageOptions,
+  type TypedMessages,
+} from "../session/typed.js";
 import type { ApplicationCall, HttpCall, Rejection, UpgradeCall } from "./call.js";
 import { AppError } from "./errors.js";
 import { serveStaticFile } from "./static-files.js";
@@ -29,6 +36,22 @@ export interface WebSocketRouteOptions<P = Params, D = undefined> {
 export type WebSocketHandler<P = Params, D = undefined> = (
   session: DefaultWebSocketSession<ApplicationCall<P>, D>,
 ) => unknown;
+/** A typed route's options: the route's own, plus its message schemas, converter and invalid-message policy. */
+export type TypedWebSocketRouteOptions<
+  P,
+  D,
+  In extends StandardSchemaV1,
+  Out extends StandardSchemaV1 | undefined,
+> = WebSocketRouteOptions<P, D> & TypedMessageOptions<In, Out>;
+
+/** A typed route's handler: the default session, plus `messages` and `sendTyped`. */
+export type TypedWebSocketHandler<
+  P,
+  D,
+  In extends StandardSchemaV1,
+  Out extends StandardSchemaV1 | undefined,
+> = (session: DefaultWebSocketSession<ApplicationCall<P>, D> & TypedMessages<In, Out>) => unknown;
+
 export type RawWebSocketHandler<P = Params, D = undefined> = (
   session: RawWebSocketSession<ApplicationCall<P>, D>,
 ) => unknown;
@@ -109,7 +132,25 @@ export class Route<P extends string = ""> {
     });
   }
 
-  /** A WebSocket route with the default session: whole messages in `incoming`, the rest handled for you. */
+  /**
+   * A WebSocket route with the default session: whole messages in `incoming`, the rest handled for you.
+   * With `incoming` (and `outgoing`) schemas in the options, the session also has `messages` (validated
+   * values, typed from the schema) and `sendTyped`.
+   */
+  webSocket<In extends StandardSchemaV1, Out extends StandardSchemaV1 | undefined = undefined, D = undefined>(
+    options: TypedWebSocketRouteOptions<PathParams<P>, D, In, Out>,
+    handler: TypedWebSocketHandler<PathParams<P>, D, In, Out>,
+  ): void;
+  webSocket<
+    S extends string,
+    In extends StandardSchemaV1,
+    Out extends StandardSchemaV1 | undefined = undefined,
+    D = undefined,
+  >(
+    path: S,
+    options: TypedWebSocketRouteOptions<PathParams<JoinedPath<P, S>>, D, In, Out>,
+    handler: TypedWebSocketHandler<PathParams<JoinedPath<P, S>>, D, In, Out>,
+  ): void;
   webSocket<D = undefined>(handler: WebSocketHandler<PathParams<P>, D>): void;
   webSocket<S extends string, D = undefined>(
     path: S,
@@ -155,7 +196,7 @@ export class Route<P extends string = ""> {
         `${kind}() needs the WebSockets plugin: call app.install(WebSockets, { ... }) before app.routing(...)`,
       );
     }
-    const handler = args.at(-1);
+    let handler = args.at(-1);
     if (typeof handler !== "function")
       throw new TypeError(`${kind}(): the last argument must be the handler`);
     let path = "";
@@ -176,6 +217,11 @@ export class Route<P extends string = ""> {
         `${kind}(): protocol must be a token (RFC 6455 §4.1), got ${JSON.stringify(protocol)}`,
       );
     }
+    const typed = typedOptions(kind, raw, options as Record<string, unknown>);
+    if (typed !== undefined) {
+      const inner = handler as (session: DefaultWebSocketSession) => unknown;
+      handler = (session: DefaultWebSocketSession) => inner(attachTypedMessages(session, typed));
+    }
     const pattern = joinPaths(this.path, path);
     parsePattern(pattern);
     this.host.tree.add(pattern, {
@@ -187,4 +233,47 @@ export class Route<P extends string = ""> {
       handler: handler as (session: never) => unknown,
     });
   }
+}
+
+/** The typed-message options of a route, checked; undefined when it has none. */
+function typedOptions(
+  kind: string,
+  raw: boolean,
+  options: Record<string, unknown>,
+): TypedMessageOptions<StandardSchemaV1, StandardSchemaV1 | undefined> | undefined {
+  const { incoming, outgoing, converter, onInvalidMessage } = options;
+  if (
+    incoming === undefined &&
+    outgoing === undefined &&
+    converter === undefined &&
+    onInvalidMessage === undefined
+  )
+    return undefined;
+  const invalid = (what: string) => new AppError("INVALID_OPTION", `${kind}(): ${what}`);
+  if (raw)
+    throw invalid(
+      "typed messages (incoming, outgoing, converter, onInvalidMessage) need webSocket, not webSocketRaw",
+    );
+  if (!isStandardSchema(incoming))
+    throw invalid("incoming must be a Standard Schema v1 (Zod 4, Valibot 1, ...)");
+  if (outgoing !== undefined && !isStandardSchema(outgoing))
+    throw invalid("outgoing must be a Standard Schema v1 (Zod 4, Valibot 1, ...)");
+  if (
+    converter !== undefined &&
+    (typeof converter !== "object" ||
+      converter === null ||
+      typeof (converter as { serialize?: unknown }).serialize !== "function" ||
+      typeof (converter as { deserialize?: unknown }).deserialize !== "function")
+  )
+    throw invalid("converter must have serialize(value) and deserialize(frame)");
+  if (
+    onInvalidMessage !== undefined &&
+    onInvalidMessage !== "close" &&
+    onInvalidMessage !== "skip" &&
+    typeof onInvalidMessage !== "function"
+  )
+    throw invalid(
+      `onInvalidMessage must be "close", "skip" or a function, got ${JSON.stringify(onInvalidMessage)}`,
+    );
+  return options as unknown as TypedMessageOptions<StandardSchemaV1, StandardSchemaV1 | undefined>;
 }
