@@ -70,3 +70,4 @@ export {
   type WebSocketFrame,
   WebSocketSession,
 } from "./session/index.js";
+export * from "./testing/index.js";
