@@ -37,6 +37,12 @@ function chatApp(): Application {
         }
       },
     );
+    r.webSocket("/bye", async (session) => {
+      await session.close(4001, "bye");
+    });
+    r.webSocket("/headers", async (session) => {
+      await session.send(String(session.call.headers["x-dup"]));
+    });
     r.webSocket("/echo", async (session) => {
       for await (const frame of session.incoming) await session.send(frame);
     });
@@ -97,6 +103,18 @@ for (const transport of ["memory", "tcp"] as TestTransport[]) {
       );
     });
 
+    it("a request head node:http has to read (a repeated header) is served too", async () => {
+      await testApplication(
+        chatApp(),
+        ({ client }) =>
+          client.webSocket("/headers", { headers: { "X-Dup": ["a", "b"] } }, async (s) => {
+            await s.expectText("a, b");
+            await s.expectClose(1000);
+          }),
+        { transport },
+      );
+    });
+
     it("a session left open fails the test, naming its path, after closing it", async () => {
       const app = chatApp();
       let left: CloseReason | undefined;
@@ -127,6 +145,10 @@ for (const transport of ["memory", "tcp"] as TestTransport[]) {
             const late = await s.expectText("x", { timeout: 20 }).catch((e: unknown) => e);
             expect((late as Error).message).toBe('/echo: expected text "x", got nothing within 20 ms');
           });
+          const bye = await client.webSocket("/bye");
+          await expect(bye.expectClose(1000)).rejects.toThrow(
+            "/bye: expected a close with 1000, got CloseReason(4001, bye)",
+          );
         },
         { transport },
       );
