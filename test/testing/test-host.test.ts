@@ -6,6 +6,7 @@ import {
   ExpectationError,
   HandshakeError,
   PubSub,
+  permessageDeflate,
   TestHostError,
   type TestTransport,
   testApplication,
@@ -110,6 +111,27 @@ for (const transport of ["memory", "tcp"] as TestTransport[]) {
           client.webSocket("/headers", { headers: { "X-Dup": ["a", "b"] } }, async (s) => {
             await s.expectText("a, b");
             await s.expectClose(1000);
+          }),
+        { transport },
+      );
+    });
+
+    it("permessage-deflate is negotiated and runs both ways", async () => {
+      const app = createApp()
+        .install(WebSockets, { extensions: [permessageDeflate()] })
+        .routing((r) =>
+          r.webSocket("/echo", async (session) => {
+            for await (const frame of session.incoming) await session.send(frame);
+          }),
+        );
+      await testApplication(
+        app,
+        ({ client }) =>
+          client.webSocket("/echo", { permessageDeflate: true }, async (s) => {
+            expect(s.session.extensions.map((e) => e.name)).toEqual(["permessage-deflate"]);
+            const big = "sockway ".repeat(10_000);
+            await s.send(big);
+            await s.expectText(big);
           }),
         { transport },
       );
