@@ -151,11 +151,12 @@ export async function testApplication<R>(
 }
 
 /**
+ * @internal
  * The server's side of one in-memory connection: reads the request head as the upgrade gate does
  * and gives a plain WebSocket upgrade to `app.handleUpgrade`; anything else goes to node:http (as on
  * a listening application), which answers HTTP requests with `app.handleRequest`.
  */
-function serve(app: Application, socket: ReturnType<typeof memoryPair>[1]): void {
+export function serve(app: Application, socket: ReturnType<typeof memoryPair>[1]): void {
   let bytes: Buffer | undefined;
   const onData = (chunk: Buffer) => {
     bytes = bytes === undefined ? chunk : Buffer.concat([bytes, chunk]);
