@@ -22,7 +22,10 @@ export interface ReconnectOptions extends ClientOptions {
   maxDelay?: number;
   /** Each retry's base is the previous one times this. Default 2. */
   factor?: number;
-  /** "full": a wait is random in [0, base); a fraction f in [0, 1]: in (base·(1−f), base]; "none" = 0. Default "full". */
+  /**
+   * A wait is round(base × (1 − jitter × random())): "full" (1) spreads it over (0, base], a fraction f
+   * in [0, 1] over (base·(1−f), base], "none" (0) is the base. Default "full".
+   */
   jitter?: "full" | "none" | number;
   /** Handshakes that may fail in a row (a successful one resets the count); the next failure is thrown. Default Infinity. */
   maxAttempts?: number;
