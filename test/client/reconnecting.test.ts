@@ -425,6 +425,41 @@ describe("reconnecting: stopping", () => {
     expect(sessions).toHaveLength(1);
   });
 
+  it("abort during a handshake (a server that never answers) ends the iterator without an error", async () => {
+    const server = createServer();
+    const sockets: Array<{ destroy(): void }> = [];
+    server.on("connection", (socket) => sockets.push(socket));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    onCleanup(() => {
+      for (const socket of sockets) socket.destroy();
+      return new Promise<void>((r) => server.close(() => r()));
+    });
+    server.on("connection", () => setImmediate(() => controller.abort()));
+    const controller = new AbortController();
+    const port = (server.address() as { port: number }).port;
+    const r = recorder();
+    const { error, count } = await within(
+      drain(reconnecting(`ws://127.0.0.1:${port}/`, { signal: controller.signal, sleep: r.sleep })),
+      5000,
+      "the iterator to end",
+    );
+    expect([error, count, r.sleeps]).toEqual([undefined, 0, []]);
+  });
+
+  it("a throw from onRetry ends the iterator with that error", async () => {
+    const port = await closedPort();
+    const boom = new Error("enough");
+    const { error } = await drain(
+      reconnecting(`ws://127.0.0.1:${port}/`, {
+        sleep: async () => {},
+        onRetry: () => {
+          throw boom;
+        },
+      }),
+    );
+    expect(error).toBe(boom);
+  });
+
   it("an aborted signal before the start yields nothing", async () => {
     const { url, upgrades } = await echoApp();
     const { error, count } = await drain(reconnecting(url, { signal: AbortSignal.abort() }));
