@@ -9,3 +9,11 @@ export {
   DEFAULT_MAX_REDIRECTS,
 } from "./connect.js";
 export type { ClientDeflateOptions } from "./deflate.js";
+export {
+  isRetryable,
+  RECONNECT_DEFAULTS,
+  type ReconnectOptions,
+  type RetryInfo,
+  reconnecting,
+  retryAfterMs,
+} from "./reconnecting.js";
