@@ -71,3 +71,4 @@ export {
   WebSocketSession,
 } from "./session/index.js";
 export * from "./session/typed.js";
+export * from "./testing/index.js";

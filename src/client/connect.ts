@@ -250,14 +250,20 @@ function netConnection(options: { host?: string; port?: number }): Socket {
   return createConnection(options as { host: string; port: number });
 }
 
-/** Runs the opening handshake, following redirects if asked, and makes the session on the 101. */
-async function openSession(input: string | URL, options: ClientOptions): Promise<ClientSession> {
-  const o = resolveOptions(options);
-  const first = webSocketUrl(input);
-  if (first === undefined)
+/** The URL to connect to, or a HandshakeError (INVALID_URL) thrown. */
+function checkedUrl(input: string | URL): URL {
+  const url = webSocketUrl(input);
+  if (url === undefined)
     throw handshakeError("INVALID_URL", `not a ws:, wss:, http: or https: URL: ${String(input)}`);
   if (typeof input === "string" ? input.includes("#") : input.hash !== "")
     throw handshakeError("INVALID_URL", "a WebSocket URL has no fragment (RFC 6455 §3)");
+  return url;
+}
+
+/** Runs the opening handshake, following redirects if asked, and makes the session on the 101. */
+async function openSession(input: string | URL, options: ClientOptions): Promise<ClientSession> {
+  const o = resolveOptions(options);
+  const first = checkedUrl(input);
 
   return new Promise<ClientSession>((resolve, reject) => {
     let req: ClientRequest | undefined;
@@ -290,15 +296,7 @@ async function openSession(input: string | URL, options: ClientOptions): Promise
     const attempt = (url: URL, headers: Record<string, string | readonly string[]>, redirects: number) => {
       const key = generateKey(randomFill);
       const secure = url.protocol === "wss:";
-      const requestHeaders: Record<string, string | readonly string[]> = {
-        ...headers,
-        Upgrade: "websocket",
-        Connection: "Upgrade",
-        "Sec-WebSocket-Key": key,
-        "Sec-WebSocket-Version": WEBSOCKET_VERSION,
-      };
-      if (o.protocols.length > 0) requestHeaders["Sec-WebSocket-Protocol"] = o.protocols.join(", ");
-      if (o.deflate) requestHeaders["Sec-WebSocket-Extensions"] = formatExtensions([o.deflate.offer]);
+      const requestHeaders = handshakeHeaders(o, headers, key);
       const hostname = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname;
       const auth =
         url.username || url.password
@@ -325,13 +323,13 @@ async function openSession(input: string | URL, options: ClientOptions): Promise
         if (settled) return void socket.destroy();
         let session: ClientSession;
         try {
-          const result = accept(res, key, url, o);
+          const result = accept(res.statusCode ?? 0, res.headers, key, url, o);
           if (result instanceof HandshakeError) {
             socket.destroy();
             settle(result);
             return;
           }
-          session = startSession(socket, head, res, url, o, result);
+          session = startSession(socket, head, res.headers, url, o, result);
         } catch (error) {
           // A bug of ours must reject this connect, not escape from node:http's event as an uncaught error.
           socket.destroy();
@@ -378,19 +376,7 @@ async function openSession(input: string | URL, options: ClientOptions): Promise
           return;
         }
         // 101 without Upgrade comes here too: validation says what is wrong with it.
-        readBody(res, (body, truncated) => {
-          const checked = validateUpgradeResponse(status, res.headers, key, o.protocols, o.requireProtocol);
-          const error = checked.ok ? undefined : checked.error;
-          settle(
-            new HandshakeError(
-              error?.code ?? "UNEXPECTED_STATUS",
-              status,
-              error?.message ?? `expected status 101, got ${status}`,
-              flatHeaders(res.headers),
-              { body, bodyTruncated: truncated },
-            ),
-          );
-        });
+        readBody(res, (body, truncated) => settle(refusal(status, res.headers, key, o, body, truncated)));
       });
       current.end();
     };
@@ -451,11 +437,54 @@ interface Accepted {
   codec: MessageCodec | undefined;
 }
 
+/** The request headers of the opening handshake: the caller's, then the handshake's own. */
+function handshakeHeaders(
+  o: Resolved,
+  headers: Record<string, string | readonly string[]>,
+  key: string,
+): Record<string, string | readonly string[]> {
+  const out: Record<string, string | readonly string[]> = {
+    ...headers,
+    Upgrade: "websocket",
+    Connection: "Upgrade",
+    "Sec-WebSocket-Key": key,
+    "Sec-WebSocket-Version": WEBSOCKET_VERSION,
+  };
+  if (o.protocols.length > 0) out["Sec-WebSocket-Protocol"] = o.protocols.join(", ");
+  if (o.deflate) out["Sec-WebSocket-Extensions"] = formatExtensions([o.deflate.offer]);
+  return out;
+}
+
+/** The HandshakeError of a response that is not a (valid) 101, with up to HANDSHAKE_ERROR_BODY_LIMIT bytes of its body. */
+function refusal(
+  status: number,
+  headers: IncomingHttpHeaders,
+  key: string,
+  o: Resolved,
+  body: Buffer,
+  truncated: boolean,
+): HandshakeError {
+  const checked = validateUpgradeResponse(status, headers, key, o.protocols, o.requireProtocol);
+  const error = checked.ok ? undefined : checked.error;
+  return new HandshakeError(
+    error?.code ?? "UNEXPECTED_STATUS",
+    status,
+    error?.message ?? `expected status 101, got ${status}`,
+    flatHeaders(headers),
+    { body, bodyTruncated: truncated },
+  );
+}
+
 /** Checks the 101 response (§4.1, RFC 7692 §7.1); a HandshakeError says why it is not acceptable. */
-function accept(res: IncomingMessage, key: string, url: URL, o: Resolved): Accepted | HandshakeError {
-  const status = res.statusCode ?? 0;
-  const headers = flatHeaders(res.headers);
-  const checked = validateUpgradeResponse(status, res.headers, key, o.protocols, o.requireProtocol);
+function accept(
+  status: number,
+  responseHeaders: IncomingHttpHeaders,
+  key: string,
+  url: URL,
+  o: Resolved,
+): Accepted | HandshakeError {
+  const headers = flatHeaders(responseHeaders);
+  const checked = validateUpgradeResponse(status, responseHeaders, key, o.protocols, o.requireProtocol);
   if (!checked.ok) return new HandshakeError(checked.error.code, status, checked.error.message, headers);
   const { protocol, extensions } = checked.value;
   const mismatch = (message: string) =>
@@ -473,7 +502,7 @@ function accept(res: IncomingMessage, key: string, url: URL, o: Resolved): Accep
 function startSession(
   socket: Duplex,
   head: Buffer,
-  res: IncomingMessage,
+  responseHeaders: IncomingHttpHeaders,
   url: URL,
   o: Resolved,
   accepted: Accepted,
@@ -489,7 +518,7 @@ function startSession(
   });
   (socket as { setTimeout?: (ms: number) => void }).setTimeout?.(0);
   const session = new DefaultWebSocketSession<ClientCall, undefined>(socket, connection, o.session, {
-    call: { url, headers: res.headers },
+    call: { url, headers: responseHeaders },
     data: undefined,
     extensions: accepted.extensions,
     protocol: accepted.protocol,
@@ -498,4 +527,151 @@ function startSession(
   });
   session.receiveHead(head);
   return session;
+}
+
+/** Reads a response head's status line and headers (names in lower case, as node:http gives them). */
+function parseResponseHead(text: string): { status: number; headers: IncomingHttpHeaders } | undefined {
+  const lines = text.split("\r\n");
+  const match = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(lines[0] ?? "");
+  if (!match) return undefined;
+  const headers: Record<string, string | string[]> = {};
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(":");
+    if (colon <= 0) return undefined;
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    const before = headers[name];
+    if (name === "set-cookie") headers[name] = [...((before as string[] | undefined) ?? []), value];
+    else headers[name] = before === undefined ? value : `${before as string}, ${value}`;
+  }
+  return { status: Number(match[1]), headers: headers as IncomingHttpHeaders };
+}
+
+const HEAD_END = Buffer.from("\r\n\r\n");
+/** Most bytes of a response head read by `connectOver`. */
+const MAX_RESPONSE_HEAD = 16 * 1024;
+
+/**
+ * Runs the client's opening handshake over a stream that is already connected to a server (an
+ * in-memory pair, a socket made elsewhere) and makes the client session on the 101: the same checks,
+ * headers and session as `connect`, without node:http (so no redirects, agent or TLS options; `url`
+ * gives the path, the Host header and `call.url`). Rejects as `connect` does; the stream is destroyed
+ * on failure.
+ */
+export function connectOver(
+  socket: Duplex,
+  url: string | URL,
+  options: ClientOptions = {},
+): Promise<ClientSession> {
+  let o: Resolved;
+  let target: URL;
+  try {
+    o = resolveOptions(options);
+    target = checkedUrl(url);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  return new Promise<ClientSession>((resolve, reject) => {
+    const key = generateKey(randomFill);
+    let settled = false;
+    let timer: NodeJS.Timeout | undefined;
+    let head: Buffer = Buffer.alloc(0);
+    let refused:
+      | { status: number; headers: IncomingHttpHeaders; body: Buffer[]; size: number; length: number }
+      | undefined;
+    const signal = o.signal;
+    const cleanup = () => {
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      socket.off("data", onData);
+      socket.off("end", onEnd);
+      socket.off("close", onEnd);
+      socket.off("error", onError);
+    };
+    const fail = (error: unknown) => {
+      if (settled) return;
+      cleanup();
+      socket.destroy();
+      reject(error);
+    };
+    const finishRefusal = (truncated: boolean) => {
+      const r = refused!;
+      const body = Buffer.concat(r.body, Math.min(r.size, HANDSHAKE_ERROR_BODY_LIMIT));
+      fail(refusal(r.status, r.headers, key, o, body, truncated));
+    };
+    const onAbort = () =>
+      fail(handshakeError("ABORTED", "the handshake was aborted", signal?.reason ?? undefined));
+    const onError = (error: Error) =>
+      fail(
+        handshakeError("CONNECT_FAILED", `the connection to ${target.host} failed: ${error.message}`, error),
+      );
+    const onEnd = () => {
+      if (refused) return finishRefusal(false);
+      fail(handshakeError("CONNECT_FAILED", `the connection to ${target.host} closed before a response`));
+    };
+    const onBody = (chunk: Buffer) => {
+      const r = refused!;
+      r.body.push(chunk);
+      r.size += chunk.length;
+      if (r.size > HANDSHAKE_ERROR_BODY_LIMIT) finishRefusal(true);
+      else if (r.size >= r.length) finishRefusal(false);
+    };
+    const onData = (chunk: Buffer) => {
+      if (refused) return onBody(chunk);
+      head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+      const end = head.indexOf(HEAD_END);
+      if (end < 0) {
+        if (head.length > MAX_RESPONSE_HEAD)
+          fail(handshakeError("CONNECT_FAILED", `a response head over ${MAX_RESPONSE_HEAD} bytes`));
+        return;
+      }
+      const parsed = parseResponseHead(head.toString("latin1", 0, end));
+      if (parsed === undefined) return fail(handshakeError("CONNECT_FAILED", "a malformed response head"));
+      const rest = head.subarray(end + 4);
+      if (parsed.status !== 101) {
+        const length = Number(parsed.headers["content-length"] ?? Number.POSITIVE_INFINITY);
+        refused = {
+          ...parsed,
+          body: [],
+          size: 0,
+          length: Number.isNaN(length) ? Number.POSITIVE_INFINITY : length,
+        };
+        if (rest.length > 0) onBody(rest);
+        else if (refused.length === 0) finishRefusal(false);
+        return;
+      }
+      const result = accept(parsed.status, parsed.headers, key, target, o);
+      if (result instanceof HandshakeError) return fail(result);
+      cleanup();
+      // As node:http leaves an upgraded socket: not flowing until the session listens for data.
+      socket.pause();
+      (socket as { readableFlowing: boolean | null }).readableFlowing = null;
+      let session: ClientSession;
+      try {
+        session = startSession(socket, rest, parsed.headers, target, o, result);
+      } catch (error) {
+        socket.destroy();
+        return reject(error);
+      }
+      resolve(session);
+    };
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    if (o.handshakeTimeout > 0)
+      timer = setTimeout(
+        () => fail(handshakeError("HANDSHAKE_TIMEOUT", `no handshake within ${o.handshakeTimeout} ms`)),
+        o.handshakeTimeout,
+      );
+    socket.on("data", onData);
+    socket.on("end", onEnd);
+    socket.on("close", onEnd);
+    socket.on("error", onError);
+    const lines = [`GET ${target.pathname}${target.search} HTTP/1.1`, `Host: ${target.host}`];
+    for (const [name, value] of Object.entries(handshakeHeaders(o, o.headers, key))) {
+      if (name.toLowerCase() === "host") continue;
+      for (const v of typeof value === "string" ? [value] : value) lines.push(`${name}: ${v}`);
+    }
+    socket.write(`${lines.join("\r\n")}\r\n\r\n`, "latin1");
+  });
 }

@@ -5,6 +5,7 @@ export {
   type ClientOptions,
   type ClientSession,
   connect,
+  connectOver,
   DEFAULT_MAX_REDIRECTS,
 } from "./connect.js";
 export type { ClientDeflateOptions } from "./deflate.js";

@@ -1,10 +1,9 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { AppError } from "../../src/index.js";
+import { AppError, createApp, testApplication, WebSockets } from "../../src/index.js";
 import { startApp } from "../helpers/app.js";
 import { cleanup } from "../helpers/cleanup.js";
 import { openSocket, rawRequest, request, requestAndWaitForClose } from "../helpers/http.js";
 import { within } from "../helpers/wait.js";
-import { WsClient } from "../helpers/ws-client.js";
 
 afterEach(cleanup);
 
@@ -64,18 +63,24 @@ describe("HTTP routes", () => {
   });
 
   it("nested route() prefixes reach a webSocket handler's session.call.parameters", async () => {
-    const { wsUrl } = await startApp((r) => {
-      r.route("/orgs/{org}", (r) => {
-        r.route("/rooms/{room}", (r) => {
-          r.webSocket("/{user}", async (session) => {
-            const { org, room, user } = session.call.parameters;
-            await session.send(JSON.stringify({ org, room, user }));
+    const app = createApp()
+      .install(WebSockets)
+      .routing((r) => {
+        r.route("/orgs/{org}", (r) => {
+          r.route("/rooms/{room}", (r) => {
+            r.webSocket("/{user}", async (session) => {
+              const { org, room, user } = session.call.parameters;
+              await session.send(JSON.stringify({ org, room, user }));
+            });
           });
         });
       });
-    });
-    const client = await WsClient.open(`${wsUrl}/orgs/acme/rooms/lobby/ann`);
-    expect(JSON.parse(await client.nextText())).toEqual({ org: "acme", room: "lobby", user: "ann" });
+    await testApplication(app, ({ client }) =>
+      client.webSocket("/orgs/acme/rooms/lobby/ann", {}, async (s) => {
+        await s.expectJson({ org: "acme", room: "lobby", user: "ann" });
+        await s.expectClose(1000);
+      }),
+    );
   });
 
   it("an unknown path is 404", async () => {
