@@ -42,6 +42,7 @@ export type {
 export {
   type RedisAdapter,
   type RedisAdapterOptions,
+  RedisAdapterError,
   type RedisAdapterStats,
   redisAdapter,
 } from "./pubsub/index.js";

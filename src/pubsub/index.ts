@@ -20,6 +20,7 @@ export {
 export {
   type RedisAdapter,
   type RedisAdapterOptions,
+  RedisAdapterError,
   type RedisAdapterStats,
   redisAdapter,
 } from "./redis.js";
