@@ -41,8 +41,8 @@ export type {
 } from "./pubsub/index.js";
 export {
   type RedisAdapter,
-  type RedisAdapterOptions,
   RedisAdapterError,
+  type RedisAdapterOptions,
   type RedisAdapterStats,
   redisAdapter,
 } from "./pubsub/index.js";

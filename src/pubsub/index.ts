@@ -19,8 +19,8 @@ export {
 } from "./hub.js";
 export {
   type RedisAdapter,
-  type RedisAdapterOptions,
   RedisAdapterError,
+  type RedisAdapterOptions,
   type RedisAdapterStats,
   redisAdapter,
 } from "./redis.js";
