@@ -3,8 +3,9 @@
  * then the tarball installed (offline, no scripts) into a scratch project where every subpath export is
  * imported by node in ESM and typechecked by tsc with `moduleResolution: NodeNext`.
  *
- * dist is rebuilt first only when it is stale (a source newer than its output, a missing output, or an
- * output without a source); `npm pack --ignore-scripts` then packs it as is.
+ * dist is rebuilt first (`npm run build`) only when it is stale: a source newer than its output or a
+ * missing output; dist/src is removed first only when it holds an output without a source. `npm pack
+ * --ignore-scripts` then packs it as is (a real `npm pack`/`publish` runs `prepack`: clean, then build).
  */
 import { execFile } from "node:child_process";
 import {
@@ -63,23 +64,26 @@ function sourceModules(): string[] {
     .sort();
 }
 
-function distIsFresh(): boolean {
+/** "fresh": every module has a newer .js and .d.ts; "stale": some do not; "orphans": an output has no source. */
+function distState(): "fresh" | "stale" | "orphans" {
   const dist = join(repo, "dist/src");
   const modules = sourceModules();
+  const known = new Set(modules);
+  const orphans = walk(dist)
+    .filter((f) => f.endsWith(".js"))
+    .some((f) => !known.has(relative(dist, f).replace(/\.js$/, "")));
+  if (orphans) return "orphans";
   const config = statSync(join(repo, "tsconfig.json")).mtimeMs;
   for (const m of modules) {
     const src = statSync(join(repo, "src", `${m}.ts`)).mtimeMs;
     for (const ext of [".js", ".d.ts"]) {
       const out = join(dist, m + ext);
-      if (!existsSync(out)) return false;
+      if (!existsSync(out)) return "stale";
       const built = statSync(out).mtimeMs;
-      if (built < src || built < config) return false;
+      if (built < src || built < config) return "stale";
     }
   }
-  const known = new Set(modules);
-  return walk(dist)
-    .filter((f) => f.endsWith(".js"))
-    .every((f) => known.has(relative(dist, f).replace(/\.js$/, "")));
+  return "fresh";
 }
 
 let tmp = "";
@@ -90,10 +94,10 @@ const pkg = JSON.parse(readFileSync(join(repo, "package.json"), "utf8")) as Pack
 
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), "sockway-pack-"));
-  if (!distIsFresh()) {
-    rmSync(join(repo, "dist/src"), { recursive: true, force: true });
-    await run(npm, ["run", "build"], { cwd: repo, timeout: 45_000 });
-  }
+  const state = distState();
+  // Outputs of deleted sources would be packed: only then is dist/src removed before the build.
+  if (state === "orphans") rmSync(join(repo, "dist/src"), { recursive: true, force: true });
+  if (state !== "fresh") await run(npm, ["run", "build"], { cwd: repo, timeout: 45_000 });
   const packed = await run(npm, ["pack", "--ignore-scripts", "--json", "--pack-destination", tmp], {
     cwd: repo,
     timeout: 20_000,
