@@ -41,6 +41,7 @@ export type {
 } from "./pubsub/index.js";
 export {
   type RedisAdapter,
+  RedisAdapterError,
   type RedisAdapterOptions,
   type RedisAdapterStats,
   redisAdapter,

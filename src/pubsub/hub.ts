@@ -7,7 +7,6 @@ import {
   type SessionHandle,
   SLOW,
   type SlowSubscriberPolicy,
-  type TopicRegistry,
   type WebSocketSession,
 } from "../session/index.js";
 import type { AdapterHost, ClusterCount, GapReason, PubSubAdapter } from "./adapter.js";
@@ -94,7 +93,7 @@ const noop = (): void => {};
  * An application's topics: who subscribes to what on this node, fan-out that encodes each publication
  * once, the slow-subscriber policy, and the adapter that carries publications to other nodes.
  */
-export class PubSubHub implements TopicRegistry {
+export class PubSubHub {
   /** This node's id: random per process and application, carried by what it publishes. */
   readonly nodeId = randomBytes(8).toString("hex");
   private readonly subscribers = new Map<string, Set<Subscriber>>();
@@ -247,6 +246,9 @@ export class PubSubHub implements TopicRegistry {
   }
 
   // ---- TopicRegistry: called by sessions ------------------------------------------------------
+  // (No `implements TopicRegistry` on the class: these are @internal, so the published .d.ts has no
+  // such members and the clause would not compile there. The hub is checked where it is passed as
+  // one, `topics: TopicRegistry` in app/upgrade.ts.)
 
   /** @internal */
   subscribe(session: SessionHandle, topic: string): Promise<void> {

@@ -19,6 +19,7 @@ export {
 } from "./hub.js";
 export {
   type RedisAdapter,
+  RedisAdapterError,
   type RedisAdapterOptions,
   type RedisAdapterStats,
   redisAdapter,
