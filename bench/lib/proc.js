@@ -257,3 +257,39 @@ export async function waitForQuiet(
   }
   return busy;
 }
+
+/**
+ * In a load process: the harness's commands, one per line on stdin. `wait(word)` resolves when that
+ * line comes (or came already); the process exits when stdin ends, so no load outlives its harness.
+ */
+export function harnessCommands() {
+  /** @type {Map<string, () => void>} */
+  const waiting = new Map();
+  /** Lines that came before anyone waited for them. */
+  const early = new Set();
+  let pending = "";
+  process.stdin.setEncoding("utf8");
+  process.stdin.on("data", (/** @type {string} */ chunk) => {
+    pending += chunk;
+    let nl = pending.indexOf("\n");
+    while (nl >= 0) {
+      const line = pending.slice(0, nl).trim();
+      pending = pending.slice(nl + 1);
+      const waiter = waiting.get(line);
+      if (waiter) {
+        waiting.delete(line);
+        waiter();
+      } else early.add(line);
+      nl = pending.indexOf("\n");
+    }
+  });
+  process.stdin.on("end", () => process.exit(0));
+  process.stdin.on("error", () => process.exit(0));
+  return {
+    wait: (/** @type {string} */ word) =>
+      new Promise((resolve) => {
+        if (early.delete(word)) resolve(undefined);
+        else waiting.set(word, () => resolve(undefined));
+      }),
+  };
+}

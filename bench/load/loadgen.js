@@ -25,6 +25,7 @@
 import net from "node:net";
 import { performance } from "node:perf_hooks";
 import zlib from "node:zlib";
+import { harnessCommands } from "../lib/proc.js";
 import {
   BINARY,
   CLOSE_FRAME,
@@ -56,38 +57,7 @@ const CONNECT_CONCURRENCY = 128;
 /** @param {string} line */
 const say = (line) => process.stdout.write(`${line}\n`);
 
-/** Resolves on a line from the harness; the process exits when stdin ends. */
-const commands = (() => {
-  /** @type {Map<string, () => void>} */
-  const waiting = new Map();
-  /** Lines that came before anyone waited for them. */
-  const early = new Set();
-  let pending = "";
-  process.stdin.setEncoding("utf8");
-  process.stdin.on("data", (/** @type {string} */ chunk) => {
-    pending += chunk;
-    let nl = pending.indexOf("\n");
-    while (nl >= 0) {
-      const line = pending.slice(0, nl).trim();
-      pending = pending.slice(nl + 1);
-      const waiter = waiting.get(line);
-      if (waiter) {
-        waiting.delete(line);
-        waiter();
-      } else early.add(line);
-      nl = pending.indexOf("\n");
-    }
-  });
-  process.stdin.on("end", () => process.exit(0));
-  process.stdin.on("error", () => process.exit(0));
-  return {
-    wait: (/** @type {string} */ word) =>
-      new Promise((resolve) => {
-        if (early.delete(word)) resolve(undefined);
-        else waiting.set(word, () => resolve(undefined));
-      }),
-  };
-})();
+const commands = harnessCommands();
 
 // ---- payloads ---------------------------------------------------------------------------------------
 

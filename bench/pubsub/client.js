@@ -23,6 +23,7 @@
  */
 import net from "node:net";
 import { performance } from "node:perf_hooks";
+import { harnessCommands } from "../lib/proc.js";
 import { BINARY, clientFrame, pool } from "../load/client.js";
 
 /**
@@ -43,32 +44,8 @@ process.on("unhandledRejection", fail);
 
 // ---- harness commands ------------------------------------------------------------------------------
 
-/** @type {Map<string, () => void>} */
-const waiting = new Map();
-const early = new Set();
-let pending = "";
-process.stdin.setEncoding("utf8");
-process.stdin.on("data", (/** @type {string} */ chunk) => {
-  pending += chunk;
-  let nl = pending.indexOf("\n");
-  while (nl >= 0) {
-    const line = pending.slice(0, nl).trim();
-    pending = pending.slice(nl + 1);
-    const w = waiting.get(line);
-    if (w) {
-      waiting.delete(line);
-      w();
-    } else early.add(line);
-    nl = pending.indexOf("\n");
-  }
-});
-process.stdin.on("end", () => process.exit(0));
-process.stdin.on("error", () => process.exit(0));
-const command = (/** @type {string} */ word) =>
-  new Promise((resolve) => {
-    if (early.delete(word)) resolve(undefined);
-    else waiting.set(word, () => resolve(undefined));
-  });
+const harness = harnessCommands();
+const command = (/** @type {string} */ word) => harness.wait(word);
 
 // ---- deliveries --------------------------------------------------------------------------------------
 
