@@ -26,6 +26,8 @@ export interface CloseInfo {
 export const EMPTY = Buffer.alloc(0);
 /** Shared empty array that stands for every empty queue until something is pushed (never mutated). */
 export const NONE: never[] = Object.freeze([]) as never[];
+/** Masking keys are drawn in bulk: 16 keys first, doubling on each refill up to 1,024 keys. */
+const FIRST_MASK_POOL = 64;
 const MASK_POOL_SIZE = 4096;
 
 /**
@@ -54,7 +56,7 @@ export abstract class ConnectionOutput {
   private outputHead = 0;
   private queuedBytes = 0;
   private maskPool: Uint8Array | undefined;
-  private maskOffset = MASK_POOL_SIZE;
+  private maskOffset = 0;
   // Outgoing fragmented message in progress (0 = none).
   private sendingOpcode = 0;
 
@@ -257,9 +259,12 @@ export abstract class ConnectionOutput {
 
   private encode(opcode: number, payload: Uint8Array, fin: boolean, rsv1 = false): Buffer[] {
     if (this.side === "server") return encodeFrame(opcode, payload, { fin, rsv1 });
-    // Masking keys come from a pool filled in bulk: one call to the random source per 1,024 frames.
-    if (this.maskOffset >= MASK_POOL_SIZE) {
-      this.maskPool ??= new Uint8Array(MASK_POOL_SIZE);
+    // Keys come from a pool filled in bulk, small at first so that a short connection does not pay
+    // for 4 KiB of randomness: at most one call to the random source per 1,024 frames.
+    const pool = this.maskPool;
+    if (pool === undefined || this.maskOffset >= pool.length) {
+      const size = pool === undefined ? FIRST_MASK_POOL : Math.min(MASK_POOL_SIZE, pool.length * 2);
+      this.maskPool = pool !== undefined && pool.length === size ? pool : new Uint8Array(size);
       this.randomFill!(this.maskPool);
       this.maskOffset = 0;
     }

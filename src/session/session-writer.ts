@@ -165,6 +165,11 @@ export abstract class SessionWriter {
     else socket.write(EMPTY, done);
   }
 
+  /** @internal Something waits on the writes: a send for the drain, or a wait for our Close. */
+  protected get writesPending(): boolean {
+    return this.drain !== undefined || this.closeWaiters !== undefined;
+  }
+
   /** @internal The socket is gone: rejects the drain wait with `error`, resolves waits for our Close. */
   protected settleWrites(error: unknown): void {
     const drain = this.drain;

@@ -778,9 +778,12 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
         ? new CloseReason(received.code, received.reason)
         : (this.localReason ?? new CloseReason(CloseCode.Abnormal, ""));
     this.endIncoming();
-    const error = this.closedError();
-    this.outbound?.abort(error);
-    this.settleWrites(error);
+    // An Error captures a stack: made only when something waits to be rejected with it.
+    if (this.outbound !== undefined || this.writesPending) {
+      const error = this.closedError();
+      this.outbound?.abort(error);
+      this.settleWrites(error);
+    }
     // Messages already received are still decoded for the handler; then the codec's zlib memory goes.
     if (this.flags & HANDLER_DONE) this.releaseInbound();
     else if (this.decoder === undefined || this.decoder.idle) this.codec?.close();
