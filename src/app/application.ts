@@ -8,14 +8,12 @@ import {
   type Publishable,
   type PublishOptions,
   type PublishResult,
-  type PubSubConfig,
   PubSubHub,
 } from "../pubsub/index.js";
 import { type RouteMatch, RoutePathError, RouteTree } from "../routing/index.js";
 import { FlushScheduler, type SessionHandle } from "../session/index.js";
 import { type ApplicationCall, HttpCall } from "./call.js";
 import { AppError } from "./errors.js";
-import { PubSub } from "./pubsub-plugin.js";
 import { Route, type RouteEntry, type RouteHost } from "./route-builder.js";
 import { closingResponse } from "./status-text.js";
 import { type AnySession, destroySocket, refuse, type UpgradeHost, upgrade } from "./upgrade.js";
@@ -111,9 +109,7 @@ export class Application {
     if (this.plugins.has(plugin.key)) {
       throw new AppError("PLUGIN_ALREADY_INSTALLED", `the ${plugin.name} plugin is already installed`);
     }
-    const config = plugin.install(options);
-    this.plugins.set(plugin.key, config);
-    if (plugin.key === PubSub.key) this.pubsub.configure(config as PubSubConfig);
+    this.plugins.set(plugin.key, plugin.install(options, this));
     return this;
   }
 

@@ -38,7 +38,7 @@ export interface PubSubOptions {
 export const PubSub: Plugin<PubSubOptions, PubSubConfig> = {
   key: "sockway.pubsub",
   name: "PubSub",
-  install(options = {}) {
+  install(options = {}, app) {
     const policy = options.slowSubscriber ?? DEFAULT_PUBSUB_CONFIG.slowSubscriber;
     if (policy !== "drop" && policy !== "close")
       throw new AppError(
@@ -57,7 +57,7 @@ export const PubSub: Plugin<PubSubOptions, PubSubConfig> = {
       (typeof adapter.start !== "function" || typeof adapter.publish !== "function")
     )
       throw new AppError("INVALID_OPTION", "PubSub option adapter: not a PubSubAdapter");
-    return {
+    const config: PubSubConfig = {
       adapter,
       slowSubscriber: policy,
       slowCloseCode: code,
@@ -82,6 +82,8 @@ export const PubSub: Plugin<PubSubOptions, PubSubConfig> = {
       onDrop: options.onDrop,
       onGap: options.onGap,
     };
+    app.pubsub.configure(config);
+    return config;
   },
 };
 

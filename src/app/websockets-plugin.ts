@@ -1,5 +1,6 @@
 import type { ServerExtension } from "../extensions/index.js";
 import { resolveSessionOptions, type SessionOptions } from "../session/index.js";
+import type { Application } from "./application.js";
 import { AppError } from "./errors.js";
 
 /** Options of the WebSockets plugin. Every limit has a safe default; see docs/options.md. */
@@ -45,7 +46,8 @@ export interface Plugin<O, C> {
   readonly key: string;
   /** How the plugin is named in error messages. */
   readonly name: string;
-  install(options: O | undefined): C;
+  /** Checks the options and returns the plugin's configuration; may set up what it needs on `app`. */
+  install(options: O | undefined, app: Application): C;
 }
 
 export const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;
