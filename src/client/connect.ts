@@ -29,6 +29,8 @@ import {
   DefaultWebSocketSession,
   FlushScheduler,
   resolveSessionOptions,
+  type SessionErrorKind,
+  type SessionHooks,
   type SessionOptions,
 } from "../session/index.js";
 import { type ClientDeflateOptions, deflateOffer } from "./deflate.js";
@@ -60,6 +62,12 @@ export interface ClientOptions extends Partial<SessionOptions> {
   followRedirects?: boolean;
   /** Most redirects followed, with `followRedirects`. Default 5. */
   maxRedirects?: number;
+  /**
+   * Told of the session's errors: the server breaking the protocol ("protocol": the session closes
+   * with the violation's code) and a handler that threw ("handler", besides `connect` rejecting).
+   * Default: none (the close code still shows in `closeReason`). A hook that throws is ignored.
+   */
+  onError?: (error: unknown, kind: SessionErrorKind) => void;
 }
 
 /** What a client session's `call` holds: where it connected and what the server answered. */
@@ -145,6 +153,7 @@ interface Resolved {
   agent: Agent | undefined;
   maxRedirects: number;
   signal: AbortSignal | undefined;
+  hooks: SessionHooks | undefined;
 }
 
 const invalid = (message: string) => new AppError("INVALID_OPTION", message);
@@ -188,10 +197,25 @@ function resolveOptions(options: ClientOptions): Resolved {
       throw invalid(`connect option protocols: ${JSON.stringify(p)} is not a token`);
   if (new Set(protocols).size !== protocols.length)
     throw invalid("connect option protocols lists a subprotocol twice");
+  const onError = options.onError;
+  if (onError !== undefined && typeof onError !== "function")
+    throw invalid("connect option onError must be a function");
   const pmd = options.permessageDeflate ?? false;
   const followRedirects = options.followRedirects ?? false;
   return {
     session,
+    hooks:
+      onError === undefined
+        ? undefined
+        : {
+            onError: (error, kind) => {
+              try {
+                onError(error, kind);
+              } catch {
+                // A failing hook must not take the session (or the process) down.
+              }
+            },
+          },
     headers,
     protocols,
     requireProtocol: options.requireProtocol ?? true,
@@ -520,6 +544,7 @@ function startSession(
   const session = new DefaultWebSocketSession<ClientCall, undefined>(socket, connection, o.session, {
     call: { url, headers: responseHeaders },
     data: undefined,
+    ...(o.hooks ? { hooks: o.hooks } : {}),
     extensions: accepted.extensions,
     protocol: accepted.protocol,
     codec: accepted.codec,

@@ -314,6 +314,7 @@ describe("connect failures before a session", () => {
     [{ permessageDeflate: { clientMaxWindowBits: 8 } }],
     [{ permessageDeflate: { level: 10 } }],
     [{ followRedirects: true, maxRedirects: -1 }],
+    [{ onError: "log" }],
   ])("rejects invalid options with AppError INVALID_OPTION: %j", async (options) => {
     const error = await connect("ws://127.0.0.1:1/", options as never).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(AppError);

@@ -7,7 +7,13 @@ import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { type WebSocket, WebSocketServer } from "ws";
-import { type ClientDeflateOptions, type ClientOptions, CloseReason, connect } from "../../src/index.js";
+import {
+  type ClientDeflateOptions,
+  type ClientOptions,
+  CloseReason,
+  connect,
+  type ProtocolError,
+} from "../../src/index.js";
 import { cleanup, onCleanup } from "../helpers/cleanup.js";
 import { deferred, until, within } from "../helpers/wait.js";
 
@@ -206,7 +212,14 @@ describe("the client against ws's server", () => {
 
   it("a server that sends a masked frame: the connection fails with 1002", async () => {
     const server = await wsServer();
-    const { session, peer } = await connected(server, { timeout: 500 });
+    const reported: Array<{ error: unknown; kind: string }> = [];
+    const { session, peer } = await connected(server, {
+      timeout: 500,
+      onError: (error, kind) => {
+        reported.push({ error, kind });
+        throw new Error("a failing hook is ignored");
+      },
+    });
     const serverSaw = deferred<number>();
     peer.on("close", (code) => serverSaw.resolve(code));
     const key = [0x11, 0x22, 0x33, 0x44];
@@ -216,5 +229,9 @@ describe("the client against ws's server", () => {
     );
     expect((await within(session.closeReason, 3000, "the failure")).code).toBe(1002);
     expect(await within(serverSaw.promise, 3000, "ws's close event")).toBe(1002);
+    // onError was told, once, with the violation.
+    expect(reported.map((r) => [r.kind, (r.error as ProtocolError).code])).toEqual([
+      ["protocol", "MASK_FORBIDDEN"],
+    ]);
   });
 });
