@@ -1,11 +1,4 @@
-/**
- * Attaching sockway to servers other frameworks own (Express, Fastify), and serving wss:// with TLS.
- */
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { startExpress } from "../../examples/attach/express.js";
@@ -13,6 +6,7 @@ import { startFastify } from "../../examples/attach/fastify.js";
 import { createNodeServer } from "../../examples/attach/node-http.js";
 import { type Application, createApp, WebSockets } from "../../src/index.js";
 import { cleanup, onCleanup } from "../helpers/cleanup.js";
+import { selfSignedCert } from "../helpers/tls.js";
 
 afterEach(cleanup);
 
@@ -91,33 +85,10 @@ describe("attach to frameworks' servers (examples/attach)", () => {
 
 describe("listen with TLS", () => {
   it("serves wss:// and https:// from app.listen({ tls })", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "sockway-tls-"));
-    onCleanup(() => rmSync(dir, { recursive: true, force: true }));
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=localhost",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-        "-keyout",
-        join(dir, "key.pem"),
-        "-out",
-        join(dir, "cert.pem"),
-      ],
-      { stdio: "ignore" },
-    );
-    const cert = readFileSync(join(dir, "cert.pem"));
+    const { key, cert } = selfSignedCert("IP:127.0.0.1");
     const app = echoApp();
     app.routing((r) => r.get("/health", (call) => call.respondText("ok")));
-    const { url, port } = await app.listen({ tls: { key: readFileSync(join(dir, "key.pem")), cert } });
+    const { url, port } = await app.listen({ tls: { key, cert } });
     expect(url).toBe(`https://127.0.0.1:${port}`);
 
     expect(await roundTrip(`wss://127.0.0.1:${port}/ws/tls`, "secret", { ca: cert })).toEqual({

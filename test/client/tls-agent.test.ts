@@ -2,17 +2,14 @@
  * wss:// (TLS options: a private CA, SNI, certificate failures) and the `agent` option, against
  * sockway's own server.
  */
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { connect, createApp, HandshakeError, WebSockets } from "../../src/index.js";
 import { startApp } from "../helpers/app.js";
 import { cleanup, onCleanup } from "../helpers/cleanup.js";
+import { selfSignedCert } from "../helpers/tls.js";
 import { within } from "../helpers/wait.js";
 
 afterEach(cleanup);
@@ -21,34 +18,7 @@ let key: Buffer;
 let cert: Buffer;
 
 beforeAll(() => {
-  const dir = mkdtempSync(join(tmpdir(), "sockway-client-tls-"));
-  try {
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=localhost",
-        "-addext",
-        "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        "-keyout",
-        join(dir, "key.pem"),
-        "-out",
-        join(dir, "cert.pem"),
-      ],
-      { stdio: "ignore" },
-    );
-    key = readFileSync(join(dir, "key.pem"));
-    cert = readFileSync(join(dir, "cert.pem"));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  ({ key, cert } = selfSignedCert("DNS:localhost,IP:127.0.0.1"));
 });
 
 async function tlsEcho(): Promise<number> {
