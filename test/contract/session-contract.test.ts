@@ -62,25 +62,31 @@ async function sockwayPeer(peer: AnySession): Promise<{ code: number; reason: st
   return { code: r.code, reason: r.reason };
 }
 
+/** An app whose "/" route hands its session to the test and keeps it open until cleanup. */
+function capturingApp() {
+  const got = deferred<AnySession>();
+  const done = deferred();
+  const app = createApp()
+    .install(WebSockets, options)
+    .routing((r) =>
+      r.webSocket("/", async (s) => {
+        got.resolve(s);
+        await done.promise;
+      }),
+    );
+  onCleanup(() => done.resolve());
+  return { app, session: () => within(got.promise, 3000, "the session") };
+}
+
 const harnesses: Record<string, () => Promise<Opened>> = {
   "server session over TCP (ws client)": async () => {
-    const got = deferred<AnySession>();
-    const done = deferred();
-    const app = createApp()
-      .install(WebSockets, options)
-      .routing((r) =>
-        r.webSocket("/", async (s) => {
-          got.resolve(s);
-          await done.promise;
-        }),
-      );
+    const { app, session } = capturingApp();
     const { url } = await app.listen({ port: 0 });
     onCleanup(() => app.stop({ grace: 0 }));
-    onCleanup(() => done.resolve());
     const ws = new WebSocket(url.replace("http", "ws"), { maxPayload: 16 << 20 });
     onCleanup(() => ws.terminate());
     const peerGotClose = wsPeer(ws);
-    return { session: await within(got.promise, 3000, "the session"), peerGotClose };
+    return { session: await session(), peerGotClose };
   },
   "client session over TCP (ws server)": async () => {
     const wss = new WebSocketServer({ port: 0, host: "127.0.0.1", maxPayload: 16 << 20 });
@@ -98,17 +104,7 @@ const harnesses: Record<string, () => Promise<Opened>> = {
     return { session, peerGotClose: (await peer).closed };
   },
   "server session in memory (sockway client)": async () => {
-    const got = deferred<AnySession>();
-    const done = deferred();
-    const app = createApp()
-      .install(WebSockets, options)
-      .routing((r) =>
-        r.webSocket("/", async (s) => {
-          got.resolve(s);
-          await done.promise;
-        }),
-      );
-    onCleanup(() => done.resolve());
+    const { app, session } = capturingApp();
     const [clientEnd, serverEnd] = memoryPair();
     serve(app, serverEnd);
     const peer = await connectOver(clientEnd, "ws://sockway.test/", {
@@ -117,7 +113,7 @@ const harnesses: Record<string, () => Promise<Opened>> = {
     });
     onCleanup(() => peer.terminate());
     const peerGotClose = sockwayPeer(peer);
-    return { session: await within(got.promise, 3000, "the session"), peerGotClose };
+    return { session: await session(), peerGotClose };
   },
   "client session in memory (sockway route)": async () => {
     const peerClose = deferred<{ closed: Promise<{ code: number; reason: string }> }>();
