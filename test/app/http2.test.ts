@@ -68,6 +68,26 @@ describe("listen({ tls, http2 })", () => {
     // Its HTTP routes are served over h2.
     const got = await peer.get("/");
     expect([got.status, got.body]).toEqual([200, "hi"]);
+    // An extended CONNECT sent anyway is refused: the stream is reset (PROTOCOL_ERROR), never a 200.
+    const ws = peer.session.request({
+      ":method": "CONNECT",
+      ":protocol": "websocket",
+      ":scheme": "https",
+      ":path": "/",
+      "sec-websocket-version": "13",
+    });
+    ws.on("error", () => {});
+    let status: unknown;
+    ws.on("response", (h) => {
+      status = h[":status"];
+    });
+    const code = await within(
+      new Promise((resolve) => ws.once("close", () => resolve(ws.rstCode))),
+      5000,
+      "refusal",
+    );
+    expect(status).toBeUndefined();
+    expect(code).toBe(h2.NGHTTP2_PROTOCOL_ERROR);
   });
 
   it("refuses http2 without tls and invalid HTTP/2 options", async () => {
