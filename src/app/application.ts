@@ -74,11 +74,17 @@ export interface Http2Options {
    * default is 65,535). Default 262,144: a larger message needs fewer window updates.
    */
   initialWindowSize?: number;
+  /**
+   * Milliseconds an HTTP/2 connection may stay open with no stream (after its last WebSocket or
+   * request ended, or from its start) before the server closes it with GOAWAY. Default 30 000; 0 never.
+   */
+  idleTimeout?: number;
 }
 
 export const HTTP2_DEFAULTS: Readonly<Required<Http2Options>> = {
   maxConcurrentStreams: 256,
   initialWindowSize: 256 * 1024,
+  idleTimeout: 30_000,
 };
 
 export interface StopOptions {
@@ -458,6 +464,9 @@ export class Application {
         "INVALID_OPTION",
         `http2.initialWindowSize: an integer from 65535 to 2^31-1, not ${initialWindowSize}`,
       );
+    const idleTimeout = options.idleTimeout ?? HTTP2_DEFAULTS.idleTimeout;
+    if (!Number.isInteger(idleTimeout) || idleTimeout < 0 || idleTimeout > 2 ** 31 - 1)
+      throw new AppError("INVALID_OPTION", `http2.idleTimeout: milliseconds from 0, not ${idleTimeout}`);
     // Browsers do not fall back to HTTP/1.1 when an advertised extended CONNECT fails: advertise it
     // only when there is a WebSocket route to serve it.
     const hasWebSockets =
@@ -483,6 +492,7 @@ export class Application {
       this.h2Sessions.add(session);
       session.once("close", () => this.h2Sessions.delete(session));
       if (this.stopping) session.close();
+      else if (idleTimeout > 0) closeWhenIdle(session, idleTimeout);
     });
     server.on("secureConnection", (socket: Socket) => {
       this.tlsSockets.add(socket);
@@ -529,6 +539,24 @@ export class Application {
     await Promise.all([closed, ...left.map((s) => s.closeReason)]);
     await this.pubsub.stop();
   }
+}
+
+/**
+ * Closes an HTTP/2 connection (GOAWAY) once it has had no open stream for `ms`: a client that keeps
+ * connections it does not use must not hold them forever. Counts streams itself (node:http2 keeps no
+ * public count).
+ */
+function closeWhenIdle(session: Http2Session, ms: number): void {
+  let open = 0;
+  let timer: NodeJS.Timeout | undefined = setTimeout(() => session.close(), ms).unref();
+  session.on("stream", (stream: Duplex) => {
+    open++;
+    clearTimeout(timer);
+    stream.once("close", () => {
+      if (--open === 0 && !session.closed) timer = setTimeout(() => session.close(), ms).unref();
+    });
+  });
+  session.once("close", () => clearTimeout(timer));
 }
 
 /**

@@ -97,6 +97,42 @@ describe("listen({ tls, http2 })", () => {
     await expect(app.listen({ tls, http2: { initialWindowSize: 1000 } })).rejects.toMatchObject({
       code: "INVALID_OPTION",
     });
+    await expect(app.listen({ tls, http2: { idleTimeout: -1 } })).rejects.toMatchObject({
+      code: "INVALID_OPTION",
+    });
+  });
+
+  it("closes an h2 connection that has had no stream for idleTimeout, not one with a WebSocket open", async () => {
+    const { url } = await startH2(echo, {}, { idleTimeout: 150 });
+    const idle = await H2Peer.connect(url);
+    const busy = await H2Peer.connect(url);
+    const ws = await busy.open("/echo");
+    const goaway = deferred<number>();
+    idle.session.once("goaway", (code) => goaway.resolve(code));
+    expect(await within(goaway.promise, 3000, "GOAWAY on the idle connection")).toBe(h2.NGHTTP2_NO_ERROR);
+    await delay(300);
+    ws.sendText("still here");
+    expect((await ws.next()).payload.toString()).toBe("still here");
+    expect(busy.session.closed).toBe(false);
+  });
+
+  it("keeps HTTP/1.1's header limit on the same port: 431", async () => {
+    const { port } = await startH2(echo, { maxHeaderSize: 4096 });
+    const status = await new Promise<number>((resolve, reject) => {
+      httpsRequest(
+        {
+          host: "127.0.0.1",
+          port,
+          path: "/",
+          rejectUnauthorized: false,
+          headers: { "x-big": "a".repeat(8000) },
+        },
+        (res) => resolve(res.statusCode ?? 0),
+      )
+        .on("error", reject)
+        .end();
+    });
+    expect(status).toBe(431);
   });
 
   it("advertises its stream limit and window", async () => {
