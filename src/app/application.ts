@@ -2,6 +2,7 @@ import { createServer as createHttpServer, IncomingMessage, type Server, ServerR
 import {
   createSecureServer,
   type Http2SecureServer,
+  type Http2Server,
   Http2ServerRequest,
   type Http2ServerResponse,
   type Http2Session,
@@ -106,7 +107,7 @@ export class Application {
   /** Sockets whose upgrade waits for the responses to earlier requests on them (see upgradeInTurn). */
   private readonly waitingUpgrades = new Set<Duplex>();
   private errorHook: ErrorHook = defaultErrorHook;
-  private server: Server | Http2SecureServer | undefined;
+  private server: Server | Http2SecureServer | Http2Server | undefined;
   /** With `listen({ http2 })`: its HTTP/2 connections (GOAWAY at stop) and all its TLS sockets. */
   private readonly h2Sessions = new Set<Http2Session>();
   private readonly tlsSockets = new Set<Socket>();
@@ -356,9 +357,20 @@ export class Application {
     });
   }
 
-  /** Serves this app's WebSocket routes on an existing server (Express, Fastify, plain node:http). */
-  attach(server: Server): this {
+  /**
+   * Serves this app's WebSocket routes on an existing server (Express, Fastify, plain node:http). On a
+   * node:http2 server (`createSecureServer`, `createServer`) that uses the compatibility API (a
+   * 'request' listener, as frameworks do): extended CONNECTs (RFC 8441) too, and when the app has
+   * WebSocket routes its SETTINGS advertise them from then on (`updateSettings`); HTTP/1.1 upgrades
+   * with `allowHTTP1`.
+   */
+  attach(server: Server | Http2SecureServer | Http2Server): this {
     server.on("upgrade", this.handleUpgrade);
+    if (isHttp2Server(server)) {
+      server.on("connect", this.handleConnect);
+      if (this.host.webSocketsInstalled && this.host.tree.some((entry) => entry.kind === "ws"))
+        server.updateSettings({ enableConnectProtocol: true });
+    }
     this.server ??= server;
     this.pubsub.start();
     return this;
@@ -539,6 +551,13 @@ export class Application {
     await Promise.all([closed, ...left.map((s) => s.closeReason)]);
     await this.pubsub.stop();
   }
+}
+
+/** node:http2's servers: they alone have `updateSettings` (node:http2 does not export their classes). */
+function isHttp2Server(
+  server: Server | Http2SecureServer | Http2Server,
+): server is Http2SecureServer | Http2Server {
+  return typeof (server as Partial<Http2Server>).updateSettings === "function";
 }
 
 /**

@@ -2,8 +2,9 @@
  * WebSockets over HTTP/2 (RFC 8441) on `listen({ tls, http2 })`, against a peer written by hand on
  * node:http2 (test/helpers/h2-peer.ts), with HTTP/1.1 on the same port (ws, node:https).
  */
-import { constants as h2 } from "node:http2";
+import { createSecureServer, createServer, constants as h2 } from "node:http2";
 import { request as httpsRequest } from "node:https";
+import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { deflateRawSync, inflateRawSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
@@ -511,5 +512,47 @@ describe("HTTP/1.1 on the same port", () => {
       req.end();
     });
     expect(status).toBe(405);
+  });
+});
+
+describe("app.attach(http2 server)", () => {
+  it("serves extended CONNECTs and HTTP/1.1 upgrades on a secure server someone else made", async () => {
+    const server = createSecureServer({ ...tls, allowHTTP1: true }, (_req, res) =>
+      res.end("the owner's answer"),
+    );
+    const app = createApp().install(WebSockets).routing(echo).attach(server);
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    onCleanup(() => new Promise((resolve) => server.close(resolve)));
+    onCleanup(() => app.stop({ grace: 0 }));
+    const { port } = server.address() as AddressInfo;
+    const peer = await H2Peer.connect(`https://127.0.0.1:${port}`);
+    expect(peer.connectProtocol).toBe(true);
+    const ws = await peer.open("/echo");
+    ws.sendText("attached");
+    expect((await ws.next()).payload.toString()).toBe("attached");
+    expect((await peer.get("/anything")).body).toBe("the owner's answer");
+    const client = new WebSocket(`wss://127.0.0.1:${port}/echo`, { rejectUnauthorized: false });
+    onCleanup(() => client.terminate());
+    const echoed = new Promise<string>((resolve, reject) => {
+      client.once("open", () => client.send("h1 too"));
+      client.once("message", (m) => resolve(String(m)));
+      client.once("error", reject);
+    });
+    expect(await within(echoed, 5000, "the HTTP/1.1 echo")).toBe("h1 too");
+    peer.session.destroy();
+  });
+
+  it("works on a cleartext HTTP/2 server (prior knowledge)", async () => {
+    const server = createServer((_req, res) => res.end("plain"));
+    const app = createApp().install(WebSockets).routing(echo).attach(server);
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    onCleanup(() => new Promise((resolve) => server.close(resolve)));
+    onCleanup(() => app.stop({ grace: 0 }));
+    const { port } = server.address() as AddressInfo;
+    const peer = await H2Peer.connect(`http://127.0.0.1:${port}`);
+    const ws = await peer.open("/echo");
+    ws.sendText("h2c");
+    expect((await ws.next()).payload.toString()).toBe("h2c");
+    peer.session.destroy();
   });
 });

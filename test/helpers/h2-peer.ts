@@ -17,9 +17,15 @@ import { within } from "./wait.js";
  * frames it writes and parses itself, so that a test controls every byte and sees every frame.
  */
 export class H2Peer {
-  private constructor(readonly session: ClientHttp2Session) {}
+  private constructor(
+    readonly session: ClientHttp2Session,
+    private readonly scheme: string,
+  ) {}
 
-  /** Connects to an https:// URL (self-signed certificates accepted); closed by the test's cleanup. */
+  /**
+   * Connects to an https:// URL (self-signed certificates accepted), or http:// (HTTP/2 with prior
+   * knowledge); closed by the test's cleanup.
+   */
   static async connect(url: string, options: { waitForSettings?: boolean } = {}): Promise<H2Peer> {
     const session = connect(url, { rejectUnauthorized: false });
     onCleanup(() => session.destroy());
@@ -38,7 +44,7 @@ export class H2Peer {
         5000,
         "the server's SETTINGS",
       );
-    return new H2Peer(session);
+    return new H2Peer(session, new URL(url).protocol.slice(0, -1));
   }
 
   /** Whether the server's SETTINGS allow extended CONNECT (SETTINGS_ENABLE_CONNECT_PROTOCOL). */
@@ -51,7 +57,7 @@ export class H2Peer {
     const stream = this.session.request({
       ":method": "CONNECT",
       ":protocol": "websocket",
-      ":scheme": "https",
+      ":scheme": this.scheme,
       ":path": path,
       "sec-websocket-version": "13",
       ...headers,
