@@ -43,6 +43,7 @@ export {
   isSafeHeaderValue,
   type UpgradeRequest,
   type UpgradeRequestLike,
+  validateConnectResponse,
   validateUpgradeRequest,
   validateUpgradeResponse,
   WEBSOCKET_GUID,
