@@ -257,6 +257,20 @@ const RST_NAMES = new Map<number, string>(
 );
 
 /**
+ * The session destroys its stream to drop the connection (`terminate`, a closing timeout): over HTTP/2
+ * that is RST_STREAM with CANCEL (RFC 8441 §5), where node:http2's `destroy()` alone sends NO_ERROR.
+ * When the connection itself is going (node:http2 destroying its streams), nothing changes.
+ */
+function resetWithCancel(stream: ClientHttp2Stream): void {
+  const destroy = stream.destroy;
+  stream.destroy = function (this: ClientHttp2Stream, error?: Error) {
+    if (error === undefined && !this.closed && !this.destroyed && !this.session?.destroyed)
+      this.close(constants.NGHTTP2_CANCEL);
+    return destroy.call(this, error);
+  };
+}
+
+/**
  * @internal `connect` with the `http2` option: the extended CONNECT on a stream of the caller's or a
  * pooled connection, and the session on that stream once the server answered 200.
  */
@@ -341,6 +355,7 @@ export function openHttp2Session(url: URL, o: Resolved): Promise<ClientSession> 
       finish();
       s.off("close", onStreamClose);
       s.off("error", onStreamError);
+      resetWithCancel(s);
       let session: ClientSession;
       try {
         session = startSession(s, EMPTY, plain, url, o, accepted, "2");
@@ -354,6 +369,8 @@ export function openHttp2Session(url: URL, o: Resolved): Promise<ClientSession> 
     settingsKnown(h2).then(
       () => {
         if (settled) return;
+        if (h2.closed || h2.destroyed)
+          return fail(handshakeError("CONNECT_FAILED", `the HTTP/2 connection to ${url.host} is closed`));
         if (h2.remoteSettings.enableConnectProtocol !== true)
           return fail(
             handshakeError(
