@@ -15,6 +15,7 @@ import {
   type ServerHttp2Session,
   type ServerHttp2Stream,
 } from "node:http2";
+import type { Duplex } from "node:stream";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { pooledHttp2Connections } from "../../src/client/http2.js";
 import { AppError, type ClientSession, CloseReason, connect, HandshakeError } from "../../src/index.js";
@@ -116,8 +117,8 @@ interface Peer {
  * A node:http2 server speaking RFC 8441 by hand. Paths: `/echo` (200, then echoes every frame back
  * unmasked; `?deflate` accepts permessage-deflate, `?protocol=x` picks x), `/refuse?status=&size=`
  * (that status with a body of `size` bytes), `/hang` (no answer), `/reset` (200, echoes, then
- * RST_STREAM after the first frame), `/kill` (200, then destroys the whole h2 connection after the
- * first frame), `/goaway` (200, echoes, then a graceful GOAWAY after the first frame).
+ * RST_STREAM after the first frame), `/kill` (200, then drops the TCP connection under the h2 session
+ * after the first frame, without a GOAWAY), `/goaway` (200, echoes, then a graceful GOAWAY after the first frame).
  */
 async function h2Peer(options: { secure?: boolean; connectProtocol?: boolean } = {}): Promise<Peer> {
   const secure = options.secure ?? true;
@@ -128,6 +129,9 @@ async function h2Peer(options: { secure?: boolean; connectProtocol?: boolean } =
   const sessions: ServerHttp2Session[] = [];
   const closedSessions = new Map<ServerHttp2Session, Promise<void>>();
   const streams: SeenStream[] = [];
+  // The TCP (or TLS) connections under the h2 sessions, to drop them without a GOAWAY.
+  const sockets: Duplex[] = [];
+  server.on(secure ? "secureConnection" : "connection", (socket: Duplex) => sockets.push(socket));
   server.on("session", (session: ServerHttp2Session) => {
     sessions.push(session);
     closedSessions.set(session, new Promise((resolve) => session.once("close", () => resolve())));
@@ -178,7 +182,8 @@ async function h2Peer(options: { secure?: boolean; connectProtocol?: boolean } =
         if (frame.opcode === 8)
           stream.end(); // the server ends first after the closing handshake
         else if (url.pathname === "/reset") stream.close(constants.NGHTTP2_INTERNAL_ERROR);
-        else if (url.pathname === "/kill") stream.session?.destroy();
+        else if (url.pathname === "/kill")
+          for (const socket of sockets) socket.destroy(); // no GOAWAY
         else if (url.pathname === "/goaway") stream.session?.close();
       }
     });
