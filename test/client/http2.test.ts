@@ -18,7 +18,15 @@ import {
 import type { Duplex } from "node:stream";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { pooledHttp2Connections } from "../../src/client/http2.js";
-import { AppError, type ClientSession, CloseReason, connect, HandshakeError } from "../../src/index.js";
+import {
+  AppError,
+  type ClientSession,
+  CloseReason,
+  connect,
+  createApp,
+  HandshakeError,
+  WebSockets,
+} from "../../src/index.js";
 import { cleanup, onCleanup } from "../helpers/cleanup.js";
 import { selfSignedCert } from "../helpers/tls.js";
 import { deferred, until, within } from "../helpers/wait.js";
@@ -120,9 +128,16 @@ interface Peer {
  * RST_STREAM after the first frame), `/kill` (200, then drops the TCP connection under the h2 session
  * after the first frame, without a GOAWAY), `/goaway` (200, echoes, then a graceful GOAWAY after the first frame).
  */
-async function h2Peer(options: { secure?: boolean; connectProtocol?: boolean } = {}): Promise<Peer> {
+async function h2Peer(
+  options: { secure?: boolean; connectProtocol?: boolean; maxConcurrentStreams?: number } = {},
+): Promise<Peer> {
   const secure = options.secure ?? true;
-  const settings = { enableConnectProtocol: options.connectProtocol ?? true };
+  const settings = {
+    enableConnectProtocol: options.connectProtocol ?? true,
+    ...(options.maxConcurrentStreams === undefined
+      ? {}
+      : { maxConcurrentStreams: options.maxConcurrentStreams }),
+  };
   const server: Http2Server | Http2SecureServer = secure
     ? createSecureServer({ key, cert, settings })
     : createServer({ settings });
@@ -159,7 +174,12 @@ async function h2Peer(options: { secure?: boolean; connectProtocol?: boolean } =
         return;
       case "/refuse": {
         const size = Number(url.searchParams.get("size") ?? 0);
-        stream.respond({ ":status": Number(url.searchParams.get("status")), "x-why": "refused" });
+        const status = Number(url.searchParams.get("status"));
+        stream.respond({
+          ":status": status,
+          "x-why": "refused",
+          ...(status < 400 ? { location: "/echo" } : {}),
+        });
         stream.end(Buffer.alloc(size, "r"));
         return;
       }
@@ -402,6 +422,7 @@ describe("connect over HTTP/2 (RFC 8441)", () => {
       connect(`${peer.url}/refuse?status=301`, { http2: true, tls: tls(), followRedirects: true }),
     );
     expect([moved.code, moved.status]).toEqual(["UNEXPECTED_STATUS", 301]);
+    expect(moved.headers.location).toBe("/echo");
     await until(() => pooledHttp2Connections() === 0, 5000, "the pool to empty");
   });
 
@@ -485,6 +506,26 @@ describe("connect over HTTP/2 (RFC 8441)", () => {
     expect(peer.streams[0]!.aborted).toBe(true);
   });
 
+  it("beyond the server's SETTINGS_MAX_CONCURRENT_STREAMS, a connect waits for a stream to end (no second connection)", async () => {
+    const peer = await h2Peer({ maxConcurrentStreams: 2 });
+    const a = await open(`${peer.url}/echo`);
+    await open(`${peer.url}/echo`);
+    const third = connect(`${peer.url}/echo`, { http2: true, tls: tls(), pingPeriod: 0 });
+    let opened = false;
+    third.then(
+      () => (opened = true),
+      () => {},
+    );
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(opened).toBe(false);
+    expect(peer.streams).toHaveLength(2);
+    await a.close();
+    const c = await within(third, 5000, "the third");
+    onCleanup(() => c.terminate());
+    expect(peer.sessions).toHaveLength(1);
+    expect(peer.streams).toHaveLength(3);
+  });
+
   it("h2c (ws:// with http2): prior knowledge over cleartext", async () => {
     const peer = await h2Peer({ secure: false });
     const s = await open(`${peer.url}/echo`);
@@ -532,6 +573,17 @@ describe("connect over HTTP/2 (RFC 8441)", () => {
     const untrusted = await rejection(connect(`${peer.url}/echo`, { http2: true }));
     expect(untrusted.code).toBe("CONNECT_FAILED");
     expect((untrusted.cause as NodeJS.ErrnoException).code).toBe("DEPTH_ZERO_SELF_SIGNED_CERT");
+    await until(() => pooledHttp2Connections() === 0, 5000, "the pool to empty");
+  });
+
+  it("a TLS server that does not offer h2 by ALPN (sockway's HTTP/1.1 listener) fails CONNECT_FAILED, without falling back", async () => {
+    const app = createApp().install(WebSockets, { pingPeriod: 0 });
+    app.routing((r) => r.webSocket("/echo", async () => {}));
+    const { port } = await app.listen({ host: "127.0.0.1", port: 0, tls: { key, cert } });
+    onCleanup(() => app.stop({ grace: 0 }));
+    const error = await rejection(connect(`wss://127.0.0.1:${port}/echo`, { http2: true, tls: tls() }));
+    expect(error.code).toBe("CONNECT_FAILED");
+    expect((error.cause as NodeJS.ErrnoException).code).toBe("ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL");
     await until(() => pooledHttp2Connections() === 0, 5000, "the pool to empty");
   });
 
