@@ -250,11 +250,23 @@ function regularHeaders(headers: Http2IncomingHeaders): IncomingHttpHeaders {
   return out as IncomingHttpHeaders;
 }
 
-const RST_NAMES = new Map<number, string>(
-  Object.entries(constants)
-    .filter(([name]) => name.startsWith("NGHTTP2_") && !name.startsWith("NGHTTP2_SESSION_"))
-    .map(([name, code]) => [code as number, name]),
-);
+/** RST_STREAM error codes (RFC 9113 §7), for messages. */
+const RST_NAMES = [
+  "NO_ERROR",
+  "PROTOCOL_ERROR",
+  "INTERNAL_ERROR",
+  "FLOW_CONTROL_ERROR",
+  "SETTINGS_TIMEOUT",
+  "STREAM_CLOSED",
+  "FRAME_SIZE_ERROR",
+  "REFUSED_STREAM",
+  "CANCEL",
+  "COMPRESSION_ERROR",
+  "CONNECT_ERROR",
+  "ENHANCE_YOUR_CALM",
+  "INADEQUATE_SECURITY",
+  "HTTP_1_1_REQUIRED",
+];
 
 /**
  * The session destroys its stream to drop the connection (`terminate`, a closing timeout): over HTTP/2
@@ -322,7 +334,7 @@ export function openHttp2Session(url: URL, o: Resolved): Promise<ClientSession> 
       fail(
         handshakeError(
           "CONNECT_FAILED",
-          `the HTTP/2 stream to ${url.host} closed before a response (${RST_NAMES.get(code) ?? code})`,
+          `the HTTP/2 stream to ${url.host} closed before a response (${RST_NAMES[code] ?? code})`,
         ),
       );
     };

@@ -125,7 +125,7 @@ interface Peer {
  * A node:http2 server speaking RFC 8441 by hand. Paths: `/echo` (200, then echoes every frame back
  * unmasked; `?deflate` accepts permessage-deflate, `?protocol=x` picks x), `/refuse?status=&size=`
  * (that status with a body of `size` bytes), `/hang` (no answer), `/reset` (200, echoes, then
- * RST_STREAM after the first frame), `/kill` (200, then drops the TCP connection under the h2 session
+ * RST_STREAM after the first frame), `/refuse-stream` (RST_STREAM REFUSED_STREAM, no answer), `/kill` (200, then drops the TCP connection under the h2 session
  * after the first frame, without a GOAWAY), `/goaway` (200, echoes, then a graceful GOAWAY after the first frame).
  */
 async function h2Peer(
@@ -171,6 +171,9 @@ async function h2Peer(
     }
     switch (url.pathname) {
       case "/hang":
+        return;
+      case "/refuse-stream":
+        stream.close(constants.NGHTTP2_REFUSED_STREAM);
         return;
       case "/refuse": {
         const size = Number(url.searchParams.get("size") ?? 0);
@@ -423,6 +426,14 @@ describe("connect over HTTP/2 (RFC 8441)", () => {
     );
     expect([moved.code, moved.status]).toEqual(["UNEXPECTED_STATUS", 301]);
     expect(moved.headers.location).toBe("/echo");
+    await until(() => pooledHttp2Connections() === 0, 5000, "the pool to empty");
+  });
+
+  it("a stream reset before the answer fails CONNECT_FAILED (retryable), naming the code", async () => {
+    const peer = await h2Peer();
+    const error = await rejection(connect(`${peer.url}/refuse-stream`, { http2: true, tls: tls() }));
+    expect(error.code).toBe("CONNECT_FAILED");
+    expect(error.message).toContain("REFUSED_STREAM");
     await until(() => pooledHttp2Connections() === 0, 5000, "the pool to empty");
   });
 
