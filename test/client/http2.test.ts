@@ -29,7 +29,7 @@ import {
 } from "../../src/index.js";
 import { cleanup, onCleanup } from "../helpers/cleanup.js";
 import { selfSignedCert } from "../helpers/tls.js";
-import { deferred, until, within } from "../helpers/wait.js";
+import { deferred, delay, until, within } from "../helpers/wait.js";
 
 afterEach(cleanup);
 
@@ -356,6 +356,30 @@ describe("connect over HTTP/2 (RFC 8441)", () => {
       connect(`${peer.url}/echo`, { http2: true, tls: tls(), protocols: ["chat"] }),
     );
     expect(none.code).toBe("PROTOCOL_MISMATCH");
+  });
+
+  it("backpressure both ways maps onto h2 flow control: a server that stops reading holds send(); a client that stops reading holds the server", async () => {
+    const peer = await h2Peer();
+    const s = await open(`${peer.url}/echo`, { incomingBufferLimit: 256 * 1024 });
+    const server = peer.streams[0]!.stream;
+    server.pause();
+    let sent = 0;
+    const chunk = Buffer.alloc(64 * 1024, 1);
+    const sends = Array.from({ length: 48 }, () => s.send(chunk).then(() => sent++));
+    await delay(200);
+    expect(sent).toBeLessThan(48); // 3 MiB against a 1 MiB high-water mark and a 64 KiB stream window
+    expect(s.bufferedAmount).toBeGreaterThan(1024 * 1024);
+    server.resume();
+    await within(Promise.all(sends), 5000, "the sends to drain");
+    // The echo comes back while nothing reads incoming: past its limit the session stops reading the
+    // stream, the window closes, and the server's writes queue on its side.
+    await until(() => server.writableLength > 512 * 1024, 5000, "the server's writes to back up");
+    let got = 0;
+    for await (const m of s.incoming) {
+      got += m.data.length;
+      if (got === 48 * chunk.length) break;
+    }
+    expect(server.writableLength).toBe(0);
   });
 
   it("100 sessions share one h2 connection; it closes when the last one ends", async () => {
