@@ -374,6 +374,8 @@ describe("connect over HTTP/2 (RFC 8441)", () => {
     // The echo comes back while nothing reads incoming: past its limit the session stops reading the
     // stream, the window closes, and the server's writes queue on its side.
     await until(() => server.writableLength > 512 * 1024, 5000, "the server's writes to back up");
+    await delay(200);
+    expect(server.writableLength).toBeGreaterThan(512 * 1024); // and they stay there
     let got = 0;
     for await (const m of s.incoming) {
       got += m.data.length;
