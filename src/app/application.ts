@@ -1,4 +1,11 @@
 import { createServer as createHttpServer, IncomingMessage, type Server, ServerResponse } from "node:http";
+import {
+  createSecureServer,
+  type Http2SecureServer,
+  Http2ServerRequest,
+  type Http2ServerResponse,
+  type Http2Session,
+} from "node:http2";
 import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
@@ -16,8 +23,15 @@ import { type ApplicationCall, HttpCall } from "./call.js";
 import { AppError } from "./errors.js";
 import { Route, type RouteEntry, type RouteHost } from "./route-builder.js";
 import { closingResponse } from "./status-text.js";
-import { type AnySession, destroySocket, refuse, type UpgradeHost, upgrade } from "./upgrade.js";
-import { type DirectRequest, UpgradeGate } from "./upgrade-gate.js";
+import {
+  type AnySession,
+  destroySocket,
+  type HandshakeRequest,
+  refuse,
+  type UpgradeHost,
+  upgrade,
+} from "./upgrade.js";
+import { UpgradeGate } from "./upgrade-gate.js";
 import { type Plugin, WebSockets, type WebSocketsConfig } from "./websockets-plugin.js";
 
 export type ErrorKind = "handler" | "protocol" | "http" | "pubsub";
@@ -39,7 +53,39 @@ export interface ListenOptions {
    * every request. See docs/options.md.
    */
   upgradeReader?: "sockway" | "node";
+  /**
+   * Serve HTTP/2 as well, on the same port (needs `tls`): a node:http2 secure server that also speaks
+   * HTTP/1.1 (ALPN picks), so plain upgrades keep working. `true` for the defaults, or its options. On
+   * HTTP/2 a WebSocket is an extended CONNECT stream (RFC 8441), routed like an upgrade; the server
+   * advertises SETTINGS_ENABLE_CONNECT_PROTOCOL only when the app has WebSocket routes at `listen`.
+   */
+  http2?: boolean | Http2Options;
 }
+
+/** HTTP/2 options of `listen({ tls, http2 })`. */
+export interface Http2Options {
+  /**
+   * Streams one HTTP/2 connection may have open at once, WebSockets and requests together
+   * (SETTINGS_MAX_CONCURRENT_STREAMS). Default 256.
+   */
+  maxConcurrentStreams?: number;
+  /**
+   * Bytes a stream may receive before the server reads them (SETTINGS_INITIAL_WINDOW_SIZE; RFC 9113's
+   * default is 65,535). Default 262,144: a larger message needs fewer window updates.
+   */
+  initialWindowSize?: number;
+  /**
+   * Milliseconds an HTTP/2 connection may stay open with no stream (after its last WebSocket or
+   * request ended, or from its start) before the server closes it with GOAWAY. Default 30 000; 0 never.
+   */
+  idleTimeout?: number;
+}
+
+export const HTTP2_DEFAULTS: Readonly<Required<Http2Options>> = {
+  maxConcurrentStreams: 256,
+  initialWindowSize: 256 * 1024,
+  idleTimeout: 30_000,
+};
 
 export interface StopOptions {
   /** Milliseconds to wait for sessions to finish their closing handshake before destroying them. */
@@ -60,7 +106,10 @@ export class Application {
   /** Sockets whose upgrade waits for the responses to earlier requests on them (see upgradeInTurn). */
   private readonly waitingUpgrades = new Set<Duplex>();
   private errorHook: ErrorHook = defaultErrorHook;
-  private server: Server | undefined;
+  private server: Server | Http2SecureServer | undefined;
+  /** With `listen({ http2 })`: its HTTP/2 connections (GOAWAY at stop) and all its TLS sockets. */
+  private readonly h2Sessions = new Set<Http2Session>();
+  private readonly tlsSockets = new Set<Socket>();
   private gate: UpgradeGate | undefined;
   private stopping = false;
   /**
@@ -166,7 +215,10 @@ export class Application {
   // ---- HTTP -------------------------------------------------------------------------------------
 
   /** Handles a plain HTTP request with the HTTP routes (404, 405 and 426 otherwise). */
-  readonly handleRequest = (req: IncomingMessage, res: ServerResponse): void => {
+  readonly handleRequest = (
+    req: IncomingMessage | Http2ServerRequest,
+    res: ServerResponse | Http2ServerResponse,
+  ): void => {
     const { path, query } = splitUrl(req.url);
     const matches = this.matchPath(path);
     if (!matches) return void res.writeHead(400, { "Content-Type": "text/plain" }).end("Malformed path\n");
@@ -195,11 +247,16 @@ export class Application {
       return void res.writeHead(404, { "Content-Type": "text/plain" }).end("Not Found\n");
     if ((method === "GET" || method === "HEAD") && matches.some((m) => m.value.kind === "ws")) {
       const body = "This resource needs a WebSocket upgrade\n";
+      // HTTP/2 has no Upgrade nor Connection header (RFC 9113 §8.2.2): its WebSockets are CONNECTs.
+      if (req.httpVersionMajor >= 2)
+        return void res
+          .writeHead(426, { "Sec-WebSocket-Version": "13", "Content-Type": "text/plain" })
+          .end(body);
       res.writeHead(426, {
         Upgrade: "websocket",
         // node:http keeps the connection alive whenever a Connection header is set, so a client's
         // "Connection: close" (or HTTP/1.0) must be carried over by hand.
-        Connection: res.shouldKeepAlive ? "Upgrade" : "Upgrade, close",
+        Connection: (res as ServerResponse).shouldKeepAlive ? "Upgrade" : "Upgrade, close",
         "Sec-WebSocket-Version": "13",
         "Content-Type": "text/plain",
       });
@@ -222,8 +279,31 @@ export class Application {
     this.startUpgrade(req, socket, head);
   };
 
-  /** The upgrade path for node:http's requests and for the ones the gate read (DirectRequest). */
-  private startUpgrade(req: IncomingMessage | DirectRequest, socket: Duplex, head: Buffer): void {
+  /**
+   * node:http2's 'connect' event. On an HTTP/2 connection, an extended CONNECT with `:protocol`
+   * (RFC 8441) is a WebSocket handshake on its stream, routed as an upgrade; a CONNECT without it (a
+   * tunnel) is refused 405. On HTTP/1.1 (the same server, `allowHTTP1`) node:http emits 'connect' for
+   * the CONNECT method with the socket: refused 405 too.
+   */
+  private readonly handleConnect = (
+    req: Http2ServerRequest | IncomingMessage,
+    second: Http2ServerResponse | Duplex,
+  ): void => {
+    if (!(req instanceof Http2ServerRequest)) {
+      const socket = second as Duplex;
+      socket.on("error", destroySocket);
+      return refuse(socket, 405, "Method Not Allowed\n", { Allow: "GET" });
+    }
+    const stream = req.stream;
+    if (req.headers[":protocol"] === undefined) {
+      stream.on("error", destroySocket);
+      return refuse(stream, 405, "CONNECT tunnels are not served here\n");
+    }
+    this.startUpgrade(req, stream, EMPTY);
+  };
+
+  /** The upgrade path for node:http's requests, the ones the gate read (DirectRequest) and HTTP/2's. */
+  private startUpgrade(req: HandshakeRequest, socket: Duplex, head: Buffer): void {
     socket.on("error", destroySocket);
     this.upgradeInTurn(req, socket, head);
   }
@@ -233,7 +313,7 @@ export class Application {
    * whose responses are still to be written: the 101 waits for those (RFC 9112 §9.3.2). Not if the
    * socket closes or is ended first (a response with `Connection: close` ends the connection).
    */
-  private upgradeInTurn(req: IncomingMessage | DirectRequest, socket: Duplex, head: Buffer): void {
+  private upgradeInTurn(req: HandshakeRequest, socket: Duplex, head: Buffer): void {
     if (socket.destroyed || !socket.writable) return void this.waitingUpgrades.delete(socket);
     const pending = pendingResponse(socket);
     if (pending) {
@@ -252,7 +332,7 @@ export class Application {
     }
   }
 
-  private routeUpgrade(req: IncomingMessage | DirectRequest, socket: Duplex, head: Buffer): void {
+  private routeUpgrade(req: HandshakeRequest, socket: Duplex, head: Buffer): void {
     if (this.stopping) return refuse(socket, 503, "Server shutting down\n");
     const { path, query } = splitUrl(req.url);
     const matches = this.matchPath(path);
@@ -267,7 +347,7 @@ export class Application {
       this.server &&
       wsMatches.length === 0
     )
-      return answerAsHttp(this.server, req, socket);
+      return answerAsHttp(this.server as Server, req, socket);
     if (wsMatches.length === 0 || !this.host.webSocketsInstalled)
       return refuse(socket, 404, "No WebSocket route here\n");
     upgrade(this.host, req, socket, head, wsMatches, path, query).catch((error: unknown) => {
@@ -312,15 +392,26 @@ export class Application {
       requestTimeout: Math.max(ws?.handshakeTimeout ?? 10_000, 30_000),
       connectionsCheckingInterval: 1000,
     };
-    const server = options.tls
-      ? createHttpsServer({ ...options.tls, ...serverOptions }, this.handleRequest)
-      : createHttpServer(serverOptions, this.handleRequest);
+    let server: Server | Http2SecureServer;
+    if (options.http2) {
+      if (!options.tls)
+        throw new AppError("INVALID_OPTION", "http2 needs tls: browsers speak HTTP/2 only over TLS");
+      server = this.createHttp2Server(
+        options.tls,
+        options.http2 === true ? {} : options.http2,
+        serverOptions,
+      );
+    } else {
+      server = options.tls
+        ? createHttpsServer({ ...options.tls, ...serverOptions }, this.handleRequest)
+        : createHttpServer(serverOptions, this.handleRequest);
+    }
     server.on("upgrade", this.handleUpgrade);
     this.gate =
       options.tls || reader === "node" || !ws
         ? undefined
         : UpgradeGate.install(
-            server,
+            server as Server,
             serverOptions.maxHeaderSize,
             serverOptions.headersTimeout,
             (req, socket, rest) => this.startUpgrade(req, socket, rest),
@@ -349,6 +440,68 @@ export class Application {
   }
 
   /**
+   * A node:http2 secure server that speaks HTTP/1.1 too (`allowHTTP1`), with this app's request,
+   * upgrade and extended CONNECT handlers, and its connections tracked for `stop()`.
+   */
+  private createHttp2Server(
+    tls: HttpsServerOptions,
+    options: Http2Options,
+    http1: { maxHeaderSize: number; headersTimeout: number; requestTimeout: number },
+  ): Http2SecureServer {
+    const maxConcurrentStreams = options.maxConcurrentStreams ?? HTTP2_DEFAULTS.maxConcurrentStreams;
+    const initialWindowSize = options.initialWindowSize ?? HTTP2_DEFAULTS.initialWindowSize;
+    if (
+      !Number.isInteger(maxConcurrentStreams) ||
+      maxConcurrentStreams < 1 ||
+      maxConcurrentStreams > 2 ** 31 - 1
+    )
+      throw new AppError(
+        "INVALID_OPTION",
+        `http2.maxConcurrentStreams: an integer from 1, not ${maxConcurrentStreams}`,
+      );
+    if (!Number.isInteger(initialWindowSize) || initialWindowSize < 65_535 || initialWindowSize > 2 ** 31 - 1)
+      throw new AppError(
+        "INVALID_OPTION",
+        `http2.initialWindowSize: an integer from 65535 to 2^31-1, not ${initialWindowSize}`,
+      );
+    const idleTimeout = options.idleTimeout ?? HTTP2_DEFAULTS.idleTimeout;
+    if (!Number.isInteger(idleTimeout) || idleTimeout < 0 || idleTimeout > 2 ** 31 - 1)
+      throw new AppError("INVALID_OPTION", `http2.idleTimeout: milliseconds from 0, not ${idleTimeout}`);
+    // Browsers do not fall back to HTTP/1.1 when an advertised extended CONNECT fails: advertise it
+    // only when there is a WebSocket route to serve it.
+    const hasWebSockets =
+      this.host.webSocketsInstalled && this.host.tree.some((entry) => entry.kind === "ws");
+    const server = createSecureServer(
+      {
+        ...(tls as object),
+        allowHTTP1: true,
+        settings: {
+          enableConnectProtocol: hasWebSockets,
+          maxConcurrentStreams,
+          initialWindowSize,
+          maxHeaderListSize: http1.maxHeaderSize,
+        },
+      },
+      this.handleRequest,
+    );
+    // node:http2 hands HTTP/1.1 connections to node:http's parser, which reads these off the server.
+    Object.assign(server, http1);
+    // With a 'request' listener, node:http2 answers every CONNECT 405 unless 'connect' is listened to.
+    server.on("connect", this.handleConnect);
+    server.on("session", (session: Http2Session) => {
+      this.h2Sessions.add(session);
+      session.once("close", () => this.h2Sessions.delete(session));
+      if (this.stopping) session.close();
+      else if (idleTimeout > 0) closeWhenIdle(session, idleTimeout);
+    });
+    server.on("secureConnection", (socket: Socket) => {
+      this.tlsSockets.add(socket);
+      socket.once("close", () => this.tlsSockets.delete(socket));
+    });
+    return server;
+  }
+
+  /**
    * Graceful shutdown: stop accepting, close every session with 1001, wait up to `grace` ms for their
    * closing handshakes, then destroy whatever is left.
    */
@@ -359,7 +512,9 @@ export class Application {
     const closed = server?.listening
       ? new Promise<void>((resolve) => server.close(() => resolve()))
       : Promise.resolve();
-    server?.closeIdleConnections?.();
+    (server as Server | undefined)?.closeIdleConnections?.();
+    // GOAWAY to every HTTP/2 connection: no new streams; its WebSockets close below.
+    for (const session of this.h2Sessions) session.close();
     this.gate?.close();
     // A handshake still in its beforeUpgrade hook would hold stop() up to handshakeTimeout.
     for (const socket of this.host.inHook) refuse(socket, 503, "Server shutting down\n");
@@ -377,11 +532,31 @@ export class Application {
     // sessions too, so that no session is still open when stop() resolves.
     const left = [...this.liveSessions];
     for (const s of left) s.terminate();
-    server?.closeAllConnections?.();
+    (server as Server | undefined)?.closeAllConnections?.();
+    for (const session of this.h2Sessions) session.destroy();
+    for (const socket of this.tlsSockets) socket.destroy();
     for (const socket of this.waitingUpgrades) socket.destroy();
     await Promise.all([closed, ...left.map((s) => s.closeReason)]);
     await this.pubsub.stop();
   }
+}
+
+/**
+ * Closes an HTTP/2 connection (GOAWAY) once it has had no open stream for `ms`: a client that keeps
+ * connections it does not use must not hold them forever. Counts streams itself (node:http2 keeps no
+ * public count).
+ */
+function closeWhenIdle(session: Http2Session, ms: number): void {
+  let open = 0;
+  let timer: NodeJS.Timeout | undefined = setTimeout(() => session.close(), ms).unref();
+  session.on("stream", (stream: Duplex) => {
+    open++;
+    clearTimeout(timer);
+    stream.once("close", () => {
+      if (--open === 0 && !session.closed) timer = setTimeout(() => session.close(), ms).unref();
+    });
+  });
+  session.once("close", () => clearTimeout(timer));
 }
 
 /**
@@ -410,6 +585,8 @@ function answerAsHttp(server: Server, req: IncomingMessage, socket: Duplex): voi
   });
   server.emit("request", req, res);
 }
+
+const EMPTY = Buffer.alloc(0);
 
 function splitUrl(url: string | undefined): { path: string; query: string } {
   let raw = url ?? "/";

@@ -2,6 +2,7 @@ import { Buffer } from "node:buffer";
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { Socket } from "node:net";
 import { extname } from "node:path";
 import { isSafeHeaderValue, isToken } from "../protocol/index.js";
@@ -15,13 +16,14 @@ export class ApplicationCall<P = Record<string, string | undefined>> {
   readonly path: string;
   private readonly rawQuery: string;
   private parsedQuery: URLSearchParams | undefined;
-  private req: IncomingMessage | DirectRequest | undefined;
+  private req: IncomingMessage | DirectRequest | Http2ServerRequest | undefined;
   /** The parsed headers and the socket, kept when the request is released. */
   private keptHeaders: IncomingHttpHeaders | undefined;
   private keptSocket: Socket | undefined;
+  private keptVersion = "1.1";
 
   constructor(
-    request: IncomingMessage | DirectRequest,
+    request: IncomingMessage | DirectRequest | Http2ServerRequest,
     /** Path parameters, typed from the route pattern. */
     readonly parameters: P,
     path: string,
@@ -37,7 +39,7 @@ export class ApplicationCall<P = Record<string, string | undefined>> {
    * plugin's `keepRequest` is set: reading it then throws `AppError` `REQUEST_RELEASED`. Read what you
    * need in `beforeUpgrade` (and return it as the session's data), or use `headers` and the others.
    */
-  get request(): IncomingMessage {
+  get request(): IncomingMessage | Http2ServerRequest {
     if (!this.req)
       throw new AppError(
         "REQUEST_RELEASED",
@@ -54,6 +56,7 @@ export class ApplicationCall<P = Record<string, string | undefined>> {
     if (!req) return;
     this.keptHeaders = req.headers;
     this.keptSocket = req.socket as Socket;
+    this.keptVersion = req.httpVersion;
     this.req = undefined;
   }
 
@@ -67,9 +70,17 @@ export class ApplicationCall<P = Record<string, string | undefined>> {
     return this.req ? this.req.headers : this.keptHeaders!;
   }
 
-  /** The request method (always GET for a WebSocket handshake). */
+  /**
+   * The HTTP version of the request: "1.1" (or "1.0"), or "2.0" for a WebSocket opened by an extended
+   * CONNECT on an HTTP/2 connection (RFC 8441) and for HTTP/2 requests.
+   */
+  get httpVersion(): string {
+    return this.req ? this.req.httpVersion : this.keptVersion;
+  }
+
+  /** The request method (always GET for a WebSocket handshake over HTTP/1.1, CONNECT over HTTP/2). */
   get method(): string {
-    return this.req ? (this.req.method ?? "GET") : "GET";
+    return this.req ? (this.req.method ?? "GET") : this.keptVersion === "2.0" ? "CONNECT" : "GET";
   }
 
   /**
@@ -116,8 +127,9 @@ export class UpgradeCall<P = Record<string, string | undefined>> extends Applica
 /** An HTTP call: the request plus ways to answer it. */
 export class HttpCall<P = Record<string, string | undefined>> extends ApplicationCall<P> {
   constructor(
-    request: IncomingMessage,
-    readonly response: ServerResponse,
+    request: IncomingMessage | Http2ServerRequest,
+    /** node:http's response, or node:http2's compatibility response for an HTTP/2 request. */
+    readonly response: ServerResponse | Http2ServerResponse,
     parameters: P,
     path: string,
     rawQuery: string,
@@ -133,7 +145,8 @@ export class HttpCall<P = Record<string, string | undefined>> extends Applicatio
   ): void {
     const res = this.response;
     res.writeHead(status, { "Content-Length": String(Buffer.byteLength(body)), ...headers });
-    res.end(this.method === "HEAD" ? undefined : body);
+    if (this.method === "HEAD") res.end();
+    else res.end(body);
   }
 
   respondText(text: string, status = 200, contentType = "text/plain; charset=utf-8"): void {

@@ -1,7 +1,18 @@
+import { Buffer } from "node:buffer";
 import type { IncomingMessage } from "node:http";
+import type { Http2ServerRequest, ServerHttp2Stream } from "node:http2";
 import type { Duplex } from "node:stream";
 import { negotiateExtensions } from "../extensions/index.js";
-import { acceptResponseHead, Connection, errorResponse, validateUpgradeRequest } from "../protocol/index.js";
+import {
+  acceptResponseHead,
+  Connection,
+  type ExtendedConnectRequest,
+  errorResponse,
+  type HandshakeResult,
+  type UpgradeRequest,
+  validateExtendedConnect,
+  validateUpgradeRequest,
+} from "../protocol/index.js";
 import type { RouteMatch } from "../routing/index.js";
 import {
   DefaultWebSocketSession,
@@ -46,7 +57,27 @@ export function destroySocket(this: Duplex): void {
   this.destroy();
 }
 
-/** Answers an upgrade request with an HTTP error and closes the socket. */
+/** The request of an opening handshake: over HTTP/1.1 (node:http's or sockway's reader) or HTTP/2. */
+export type HandshakeRequest = IncomingMessage | DirectRequest | Http2ServerRequest;
+
+/**
+ * Whether an upgrade's stream is an HTTP/2 stream (RFC 8441): answered with HEADERS on the stream, not
+ * with HTTP/1.1 bytes. node:http2 does not export the stream's class; `respond` is only on its streams.
+ */
+export function isHttp2Stream(socket: Duplex): socket is ServerHttp2Stream {
+  return typeof (socket as Partial<ServerHttp2Stream>).respond === "function";
+}
+
+/** Headers that belong to an HTTP/1.1 connection and that HTTP/2 forbids (RFC 9113 §8.2.2). */
+const CONNECTION_SPECIFIC = new Set([
+  "connection",
+  "upgrade",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+]);
+
+/** Answers an upgrade request with an HTTP error and closes the socket (or the HTTP/2 stream). */
 export function refuse(
   socket: Duplex,
   status: number,
@@ -54,8 +85,23 @@ export function refuse(
   headers: Readonly<Record<string, string>> = {},
 ): void {
   if (socket.destroyed || socket.writableEnded) return;
-  socket.end(errorResponse(status, STATUS_TEXT[status] ?? "Error", body, headers));
-  // A client that never reads its answer must not hold the socket.
+  if (isHttp2Stream(socket)) {
+    if (socket.headersSent) return void socket.destroy();
+    const h2: Record<string, string | number> = {
+      ":status": status,
+      "content-type": "text/plain; charset=utf-8",
+      "content-length": Buffer.byteLength(body),
+    };
+    for (const [name, value] of Object.entries(headers)) {
+      const lower = name.toLowerCase();
+      if (!CONNECTION_SPECIFIC.has(lower)) h2[lower] = value;
+    }
+    socket.respond(h2);
+    socket.end(body);
+  } else {
+    socket.end(errorResponse(status, STATUS_TEXT[status] ?? "Error", body, headers));
+  }
+  // A client that never reads its answer must not hold the socket (or the stream).
   setTimeout(() => socket.destroy(), 1000).unref();
 }
 
@@ -66,14 +112,17 @@ export function refuse(
  */
 export async function upgrade(
   host: UpgradeHost,
-  req: IncomingMessage | DirectRequest,
+  req: HandshakeRequest,
   socket: Duplex,
   head: Buffer,
   matches: ReadonlyArray<RouteMatch<RouteEntry>>,
   path: string,
   rawQuery: string,
 ): Promise<void> {
-  const checked = validateUpgradeRequest(req);
+  const h2 = isHttp2Stream(socket) ? socket : undefined;
+  const checked: HandshakeResult<UpgradeRequest | ExtendedConnectRequest> = h2
+    ? validateExtendedConnect(req.headers)
+    : validateUpgradeRequest(req as IncomingMessage | DirectRequest);
   if (!checked.ok)
     return refuse(socket, checked.error.status, `${checked.error.message}\n`, checked.error.headers);
   const config = host.config;
@@ -139,9 +188,16 @@ export async function upgrade(
     autoPong: entry.autoPong,
     deferCloseReply: true,
   });
-  socket.write(
-    acceptResponseHead(checked.value.key, { protocol: entry.protocol, extensions: negotiated.header }),
-  );
+  if (h2) {
+    // RFC 8441 §5: a 2xx answers the extended CONNECT; the stream then carries the frames.
+    const answer: Record<string, string | number> = { ":status": 200 };
+    if (entry.protocol !== undefined) answer["sec-websocket-protocol"] = entry.protocol;
+    if (negotiated.header) answer["sec-websocket-extensions"] = negotiated.header;
+    h2.respond(answer);
+  } else {
+    const key = (checked.value as UpgradeRequest).key;
+    socket.write(acceptResponseHead(key, { protocol: entry.protocol, extensions: negotiated.header }));
+  }
   const sessionOptions = entry.raw ? { ...options, pingPeriod: 0 } : options;
   const Session = entry.raw ? RawWebSocketSession : DefaultWebSocketSession;
   const session = new Session<UpgradeCall, unknown>(socket, connection, sessionOptions, {

@@ -86,13 +86,49 @@ export function validateUpgradeRequest(req: UpgradeRequestLike): HandshakeResult
       }),
     );
   }
+  const offers = parseOffers(h);
+  return offers.ok
+    ? { ok: true, value: { key, protocols: offers.value.protocols, extensions: offers.value.extensions } }
+    : offers;
+}
+
+/** A valid extended CONNECT for a WebSocket (RFC 8441 §4): no key, the rest as in §4.2.1. */
+export type ExtendedConnectRequest = Omit<UpgradeRequest, "key">;
+
+/**
+ * Validates a WebSocket opening handshake carried over HTTP/2 by an extended CONNECT (RFC 8441 §4-5):
+ * `:method` CONNECT with `:protocol` websocket; Sec-WebSocket-Version 13; subprotocols and extensions as
+ * over HTTP/1.1. There is no Sec-WebSocket-Key nor Accept on HTTP/2 (§5). Never throws.
+ */
+export function validateExtendedConnect(
+  headers: Readonly<Record<string, HeaderValue>>,
+): HandshakeResult<ExtendedConnectRequest> {
+  if (headers[":method"] !== "CONNECT")
+    return fail(new HandshakeError("METHOD_NOT_GET", 405, "a WebSocket over HTTP/2 is an extended CONNECT"));
+  const protocol = trimmed(headers[":protocol"]);
+  if (protocol === undefined || protocol.toLowerCase() !== "websocket")
+    return fail(
+      new HandshakeError("UPGRADE_HEADER", 400, "the extended CONNECT's :protocol must be websocket"),
+    );
+  if (trimmed(headers["sec-websocket-version"]) !== WEBSOCKET_VERSION) {
+    return fail(
+      new HandshakeError("VERSION_UNSUPPORTED", 426, "only WebSocket version 13 is supported", {
+        "Sec-WebSocket-Version": WEBSOCKET_VERSION,
+      }),
+    );
+  }
+  return parseOffers(headers);
+}
+
+/** The subprotocols and extensions a client offers, the same over HTTP/1.1 and HTTP/2. */
+function parseOffers(h: Readonly<Record<string, HeaderValue>>): HandshakeResult<ExtendedConnectRequest> {
   const protocols = parseTokenList(h["sec-websocket-protocol"]);
   if (!protocols)
     return fail(new HandshakeError("HEADER_SYNTAX", 400, "Sec-WebSocket-Protocol is not a token list"));
   const extensions = parseExtensions(h["sec-websocket-extensions"]);
   if (!extensions)
     return fail(new HandshakeError("HEADER_SYNTAX", 400, "Sec-WebSocket-Extensions is malformed"));
-  return { ok: true, value: { key, protocols, extensions } };
+  return { ok: true, value: { protocols, extensions } };
 }
 
 function trimmed(value: HeaderValue): string | undefined {

@@ -37,6 +37,7 @@ export { GATHER_COPY_LIMIT, GatherBuffer } from "./gather-buffer.js";
 export {
   acceptResponseHead,
   computeAccept,
+  type ExtendedConnectRequest,
   errorResponse,
   generateKey,
   type HandshakeResult,
@@ -44,6 +45,7 @@ export {
   type UpgradeRequest,
   type UpgradeRequestLike,
   validateConnectResponse,
+  validateExtendedConnect,
   validateUpgradeRequest,
   validateUpgradeResponse,
   WEBSOCKET_GUID,

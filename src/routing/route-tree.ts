@@ -33,11 +33,13 @@ class TrieNode<H> {
 
 export class RouteTree<H> {
   readonly #root = new TrieNode<H>();
+  readonly #values: H[] = [];
 
   /** Adds a value under a pattern (validated by `parsePattern`, which throws `RoutePatternError`). */
   add(pattern: string, value: H): void {
     const parsed = parsePattern(pattern);
     const entry: RouteEntry<H> = { value, parsed };
+    this.#values.push(value);
     let node = this.#root;
     for (const segment of parsed.segments) {
       switch (segment.kind) {
@@ -65,6 +67,11 @@ export class RouteTree<H> {
       }
     }
     node.exact.push(entry);
+  }
+
+  /** Whether any value added satisfies `predicate`, whatever its pattern. */
+  some(predicate: (value: H) => boolean): boolean {
+    return this.#values.some(predicate);
   }
 
   /**

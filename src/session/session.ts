@@ -34,6 +34,7 @@ import type {
   TopicRegistry,
 } from "./session-types.js";
 import { EMPTY, FRAME_OVERHEAD, noop, RESOLVED, SessionWriter } from "./session-writer.js";
+import { abortTransport } from "./socket-output.js";
 
 const SESSION = Symbol("sockway.session");
 // biome-ignore lint/suspicious/noExplicitAny: any session, whatever its frame, call and data types
@@ -410,7 +411,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
 
   /** Destroys the transport at once, without a closing handshake (1006). */
   terminate(): void {
-    this.socket.destroy();
+    abortTransport(this.socket);
     this.finish(); // closed now, not at the socket's 'close' event a turn later
   }
 
@@ -906,7 +907,7 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
       this.startClose(undefined, "");
       return;
     }
-    this.socket.destroy();
+    abortTransport(this.socket);
   }
 }
 

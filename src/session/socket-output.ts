@@ -48,3 +48,16 @@ function writeRun(socket: Duplex, pieces: readonly Buffer[], start: number, end:
   if (end - start === 1) socket.write(pieces[start]!);
   else if (end > start) socket.write(Buffer.concat(pieces.slice(start, end) as Buffer[]));
 }
+
+/** RST_STREAM's CANCEL (RFC 9113 §7). */
+const H2_CANCEL = 0x8;
+
+/**
+ * Destroys the transport without a closing handshake. An HTTP/2 stream (RFC 8441) is reset with CANCEL,
+ * as TCP is reset: a bare destroy() would reset it with NO_ERROR, which reads as a clean end.
+ */
+export function abortTransport(socket: Duplex): void {
+  const stream = socket as Duplex & { close?: (code: number) => void; rstCode?: number };
+  if ("rstCode" in stream && typeof stream.close === "function" && !socket.destroyed) stream.close(H2_CANCEL);
+  socket.destroy();
+}

@@ -71,7 +71,7 @@ async function gateApp(listen: { upgradeReader?: "sockway" | "node" } = {}, hand
       "/echo",
       {
         beforeUpgrade: (call) => {
-          seen.push(call.request);
+          seen.push(call.request as IncomingMessage);
         },
       },
       async (s) => {

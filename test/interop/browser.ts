@@ -2,7 +2,7 @@ import { type Browser, chromium } from "playwright-core";
 import { afterAll, beforeAll } from "vitest";
 
 /** Debian's Chromium, headless, with nothing that reaches for the network (this machine has none). */
-export function launchChromium(): Promise<Browser> {
+export function launchChromium(extraArgs: readonly string[] = []): Promise<Browser> {
   return chromium.launch({
     executablePath: "/usr/bin/chromium",
     args: [
@@ -14,15 +14,16 @@ export function launchChromium(): Promise<Browser> {
       "--disable-sync",
       "--no-first-run",
       "--disable-quic",
+      ...extraArgs,
     ],
   });
 }
 
 /** One browser for the tests of a file, closed after them. */
-export function useChromium(timeout: number): () => Browser {
+export function useChromium(timeout: number, extraArgs: readonly string[] = []): () => Browser {
   let browser: Browser | undefined;
   beforeAll(async () => {
-    browser = await launchChromium();
+    browser = await launchChromium(extraArgs);
   }, timeout);
   afterAll(async () => {
     await browser?.close();
