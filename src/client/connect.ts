@@ -7,9 +7,10 @@ import {
   type IncomingMessage,
   request,
 } from "node:http";
+import type { ClientHttp2Session } from "node:http2";
 import { request as httpsRequest } from "node:https";
 import { createConnection, isIP, type Socket } from "node:net";
-import type { Duplex } from "node:stream";
+import type { Duplex, Readable } from "node:stream";
 import { type ConnectionOptions as TlsConnectionOptions, connect as tlsConnect } from "node:tls";
 import type { MessageCodec } from "../extensions/index.js";
 import {
@@ -34,6 +35,7 @@ import {
   type SessionOptions,
 } from "../session/index.js";
 import { type ClientDeflateOptions, deflateOffer } from "./deflate.js";
+import { H2_FORBIDDEN_HEADERS, isHttp2Session, openHttp2Session } from "./http2.js";
 
 /** Options of `connect`. Session limits and timings are the server's (`SessionOptions`), same defaults. */
 export interface ClientOptions extends Partial<SessionOptions> {
@@ -68,14 +70,24 @@ export interface ClientOptions extends Partial<SessionOptions> {
    * Default: none (the close code still shows in `closeReason`). A hook that throws is ignored.
    */
   onError?: (error: unknown, kind: SessionErrorKind) => void;
+  /**
+   * Run the WebSocket over HTTP/2 (RFC 8441 extended CONNECT) instead of an HTTP/1.1 upgrade. `true`:
+   * on a connection shared by every `connect` to the same origin with the same `tls` options (h2 by
+   * ALPN for wss:, h2c with prior knowledge for ws:), closed when its last WebSocket ends. A
+   * `ClientHttp2Session` (from node:http2's `connect`): on that connection, which the caller owns.
+   * No `agent`, and redirects are not followed. Default false.
+   */
+  http2?: boolean | ClientHttp2Session;
 }
 
 /** What a client session's `call` holds: where it connected and what the server answered. */
 export interface ClientCall {
   /** The URL finally connected to (after redirects), ws: or wss:. */
   readonly url: URL;
-  /** The headers of the server's 101 response. */
+  /** The headers of the server's 101 response (over HTTP/2: of its 200, without pseudo-headers). */
   readonly headers: IncomingHttpHeaders;
+  /** "1.1" for an HTTP/1.1 upgrade, "2.0" for an HTTP/2 extended CONNECT (as on the server's `call.httpVersion`) (the `http2` option). */
+  readonly httpVersion: "1.1" | "2.0";
 }
 
 /** A client session: the same class as a server's default session, on the client side. */
@@ -142,7 +154,8 @@ export function connect<R>(
   });
 }
 
-interface Resolved {
+/** @internal Validated `connect` options. */
+export interface Resolved {
   session: SessionOptions;
   headers: Record<string, string | readonly string[]>;
   protocols: readonly string[];
@@ -154,6 +167,8 @@ interface Resolved {
   maxRedirects: number;
   signal: AbortSignal | undefined;
   hooks: SessionHooks | undefined;
+  /** true: a pooled HTTP/2 connection; a session: the caller's; undefined: HTTP/1.1. */
+  http2: true | ClientHttp2Session | undefined;
 }
 
 const invalid = (message: string) => new AppError("INVALID_OPTION", message);
@@ -166,6 +181,12 @@ function nonNegativeInteger(name: string, value: unknown, fallback: number): num
 }
 
 function resolveOptions(options: ClientOptions): Resolved {
+  const h2 = options.http2;
+  if (h2 !== undefined && typeof h2 !== "boolean" && !isHttp2Session(h2))
+    throw invalid("connect option http2 must be a boolean or a ClientHttp2Session from node:http2");
+  const http2 = h2 === true ? true : h2 === false || h2 === undefined ? undefined : h2;
+  if (http2 !== undefined && options.agent !== undefined)
+    throw invalid("connect option agent does not apply over HTTP/2 (http2)");
   let session: SessionOptions;
   try {
     session = resolveSessionOptions(options);
@@ -180,6 +201,8 @@ function resolveOptions(options: ClientOptions): Resolved {
     if (!isToken(name)) throw invalid(`connect option headers: ${JSON.stringify(name)} is not a header name`);
     if (RESERVED_HEADERS.has(lower))
       throw invalid(`connect option headers: ${name} is written by the handshake itself`);
+    if (http2 !== undefined && H2_FORBIDDEN_HEADERS.has(lower))
+      throw invalid(`connect option headers: ${name} is not allowed over HTTP/2`);
     const values = typeof value === "string" ? [value] : value;
     if (!values.every((v) => typeof v === "string" && isSafeHeaderValue(v)))
       throw invalid(`connect option headers: the value of ${name} is not a safe header value`);
@@ -231,6 +254,7 @@ function resolveOptions(options: ClientOptions): Resolved {
       ? nonNegativeInteger("maxRedirects", options.maxRedirects, DEFAULT_MAX_REDIRECTS)
       : 0,
     signal: options.signal,
+    http2,
   };
 }
 
@@ -249,17 +273,19 @@ function webSocketUrl(input: string | URL, base?: URL): URL | undefined {
   return url;
 }
 
-const handshakeError = (
+/** @internal */
+export const handshakeError = (
   code: ConstructorParameters<typeof HandshakeError>[0],
   message: string,
   cause?: unknown,
 ): HandshakeError => new HandshakeError(code, 0, message, {}, cause === undefined ? {} : { cause });
 
 /** The response's headers, names in lower case, repeated values joined with ", ". */
-function flatHeaders(headers: IncomingHttpHeaders): Record<string, string> {
+export function flatHeaders(headers: IncomingHttpHeaders): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value !== undefined) out[name] = typeof value === "string" ? value : value.join(", ");
+    if (value !== undefined && !name.startsWith(":"))
+      out[name] = typeof value === "string" ? value : value.join(", ");
   }
   return out;
 }
@@ -288,6 +314,7 @@ function checkedUrl(input: string | URL): URL {
 async function openSession(input: string | URL, options: ClientOptions): Promise<ClientSession> {
   const o = resolveOptions(options);
   const first = checkedUrl(input);
+  if (o.http2 !== undefined) return openHttp2Session(first, o);
 
   return new Promise<ClientSession>((resolve, reject) => {
     let req: ClientRequest | undefined;
@@ -430,8 +457,8 @@ function withoutCredentials(
   return out;
 }
 
-/** Collects up to HANDSHAKE_ERROR_BODY_LIMIT bytes of a refusal's body, then stops reading. */
-function readBody(res: IncomingMessage, done: (body: Buffer, truncated: boolean) => void): void {
+/** @internal Collects up to HANDSHAKE_ERROR_BODY_LIMIT bytes of a refusal's body, then stops reading. */
+export function readBody(res: Readable, done: (body: Buffer, truncated: boolean) => void): void {
   const chunks: Buffer[] = [];
   let size = 0;
   let finished = false;
@@ -455,7 +482,8 @@ function readBody(res: IncomingMessage, done: (body: Buffer, truncated: boolean)
   res.on("close", () => finish(false));
 }
 
-interface Accepted {
+/** @internal What the handshake agreed on. */
+export interface Accepted {
   protocol: string | undefined;
   extensions: ExtensionOffer[];
   codec: MessageCodec | undefined;
@@ -510,7 +538,18 @@ function accept(
   const headers = flatHeaders(responseHeaders);
   const checked = validateUpgradeResponse(status, responseHeaders, key, o.protocols, o.requireProtocol);
   if (!checked.ok) return new HandshakeError(checked.error.code, status, checked.error.message, headers);
-  const { protocol, extensions } = checked.value;
+  return acceptExtensions(status, headers, checked.value, url, o);
+}
+
+/** @internal Checks the extensions of a validated acceptance against our offer and makes the codec. */
+export function acceptExtensions(
+  status: number,
+  headers: Record<string, string>,
+  negotiated: { protocol: string | undefined; extensions: ExtensionOffer[] },
+  url: URL,
+  o: Resolved,
+): Accepted | HandshakeError {
+  const { protocol, extensions } = negotiated;
   const mismatch = (message: string) =>
     new HandshakeError("EXTENSION_MISMATCH", status, `${message} (from ${url.host})`, headers);
   if (extensions.length === 0) return { protocol, extensions, codec: undefined };
@@ -523,13 +562,15 @@ function accept(
   return { protocol, extensions, codec: accepted.codec };
 }
 
-function startSession(
+/** @internal Makes the client session on a stream whose handshake succeeded. */
+export function startSession(
   socket: Duplex,
   head: Buffer,
   responseHeaders: IncomingHttpHeaders,
   url: URL,
   o: Resolved,
   accepted: Accepted,
+  httpVersion: "1.1" | "2.0" = "1.1",
 ): ClientSession {
   const connection = new Connection({
     side: "client",
@@ -542,7 +583,7 @@ function startSession(
   });
   (socket as { setTimeout?: (ms: number) => void }).setTimeout?.(0);
   const session = new DefaultWebSocketSession<ClientCall, undefined>(socket, connection, o.session, {
-    call: { url, headers: responseHeaders },
+    call: { url, headers: responseHeaders, httpVersion },
     data: undefined,
     ...(o.hooks ? { hooks: o.hooks } : {}),
     extensions: accepted.extensions,
@@ -593,6 +634,7 @@ export function connectOver(
   try {
     o = resolveOptions(options);
     target = checkedUrl(url);
+    if (o.http2 !== undefined) throw invalid("connect option http2 does not apply to connectOver (HTTP/1.1)");
   } catch (error) {
     return Promise.reject(error);
   }

@@ -70,7 +70,12 @@ export type HandshakeErrorCode =
   /** The URL is not a ws:, wss:, http: or https: URL (or a redirect pointed to such a URL). */
   | "INVALID_URL"
   /** More than `maxRedirects` redirects. */
-  | "TOO_MANY_REDIRECTS";
+  | "TOO_MANY_REDIRECTS"
+  /**
+   * Over HTTP/2 (`http2` option): the server's SETTINGS do not enable the extended CONNECT
+   * (SETTINGS_ENABLE_CONNECT_PROTOCOL, RFC 8441 §3), so it cannot carry WebSockets on that connection.
+   */
+  | "H2_CONNECT_UNSUPPORTED";
 
 /** What a client keeps of a refused handshake's response body, at most (bytes). */
 export const HANDSHAKE_ERROR_BODY_LIMIT = 16 * 1024;

@@ -213,6 +213,33 @@ export function validateUpgradeResponse(
     return bad("CONNECTION_HEADER", "response lacks Connection: Upgrade");
   if (trimmed(headers["sec-websocket-accept"]) !== computeAccept(key))
     return bad("ACCEPT_MISMATCH", "Sec-WebSocket-Accept does not match");
+  return negotiated(status, headers, offeredProtocols, requireProtocol);
+}
+
+/**
+ * Checks a server's answer to an HTTP/2 extended CONNECT (RFC 8441 §5), for clients: a 200, then the
+ * same subprotocol and extension checks as `validateUpgradeResponse` (no Upgrade, Connection or
+ * Sec-WebSocket-Accept on HTTP/2). Never throws.
+ */
+export function validateConnectResponse(
+  status: number,
+  headers: Readonly<Record<string, HeaderValue>>,
+  offeredProtocols: readonly string[],
+  requireProtocol = false,
+): HandshakeResult<{ protocol: string | undefined; extensions: ExtensionOffer[] }> {
+  if (status !== 200)
+    return fail(new HandshakeError("UNEXPECTED_STATUS", status, `expected status 200, got ${status}`));
+  return negotiated(status, headers, offeredProtocols, requireProtocol);
+}
+
+/** The subprotocol and extensions a server's acceptance chose, checked against what we offered. */
+function negotiated(
+  status: number,
+  headers: Readonly<Record<string, HeaderValue>>,
+  offeredProtocols: readonly string[],
+  requireProtocol: boolean,
+): HandshakeResult<{ protocol: string | undefined; extensions: ExtensionOffer[] }> {
+  const bad = (code: HandshakeErrorCode, message: string) => fail(new HandshakeError(code, status, message));
   const rawProtocol = headers["sec-websocket-protocol"];
   const protocol = trimmed(rawProtocol);
   if (rawProtocol !== undefined && (protocol === undefined || !offeredProtocols.includes(protocol)))

@@ -44,6 +44,7 @@ export {
   isSafeHeaderValue,
   type UpgradeRequest,
   type UpgradeRequestLike,
+  validateConnectResponse,
   validateExtendedConnect,
   validateUpgradeRequest,
   validateUpgradeResponse,
