@@ -4,7 +4,7 @@ import { stat } from "node:fs/promises";
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import { extname } from "node:path";
-import { isSafeHeaderValue, isToken } from "../protocol/index.js";
+import { isSafeHeaderValue, isToken, readUpgradeHead } from "../protocol/index.js";
 import { contentTypeFor } from "./content-types.js";
 import { AppError } from "./errors.js";
 import { DirectRequest } from "./upgrade-gate.js";
@@ -16,8 +16,13 @@ export class ApplicationCall<P = Record<string, string | undefined>> {
   private readonly rawQuery: string;
   private parsedQuery: URLSearchParams | undefined;
   private req: IncomingMessage | DirectRequest | undefined;
-  /** The parsed headers and the socket, kept when the request is released. */
-  private keptHeaders: IncomingHttpHeaders | undefined;
+  /**
+   * The headers once read through `headers` (the request's own object), and what is kept of them when
+   * the request is released: that object, or, if nobody has seen it, the head text of a request read
+   * by the upgrade gate, parsed again on first read (one string per idle session instead of an object
+   * and a string per header).
+   */
+  private kept: IncomingHttpHeaders | string | undefined;
   private keptSocket: Socket | undefined;
 
   constructor(
@@ -48,11 +53,11 @@ export class ApplicationCall<P = Record<string, string | undefined>> {
     return this.req;
   }
 
-  /** @internal Drops the IncomingMessage (raw headers, stream state), keeping the parsed headers. */
+  /** @internal Drops the IncomingMessage (raw headers, stream state), keeping the headers (see `kept`). */
   releaseRequest(): void {
     const req = this.req;
     if (!req) return;
-    this.keptHeaders = req.headers;
+    this.kept ??= req instanceof DirectRequest ? req.text : req.headers;
     this.keptSocket = req.socket as Socket;
     this.req = undefined;
   }
@@ -64,7 +69,18 @@ export class ApplicationCall<P = Record<string, string | undefined>> {
   }
 
   get headers(): IncomingHttpHeaders {
-    return this.req ? this.req.headers : this.keptHeaders!;
+    const req = this.req;
+    if (req) {
+      // Whoever reads it may keep or change it: this object is then the one kept after the release.
+      this.kept = req.headers;
+      return req.headers;
+    }
+    const kept = this.kept;
+    if (typeof kept !== "string") return kept!;
+    // The gate accepted this head, so it reads the same again.
+    const headers = readUpgradeHead(kept)?.headers ?? {};
+    this.kept = headers;
+    return headers;
   }
 
   /** The request method (always GET for a WebSocket handshake). */
