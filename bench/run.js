@@ -12,6 +12,8 @@
  * generator processes, default 1), BENCH_SERVER_CPUS (default 0), BENCH_LOAD_CPUS (default 1),
  * BENCH_PROFILE=1 (node servers run with --cpu-prof; profiles go to bench/results/tmp/), BENCH_NODE_FLAGS
  * (extra node flags for every node server, space-separated),
+ * BENCH_SETTLE seconds an idle-memory measurement may wait for V8 to shrink its young generation for a
+ * second reading (default 16; 0: no second reading),
  * BENCH_QUIET_BUDGET seconds the whole run may spend waiting for other work on the machine to leave the
  * pinned cores alone before load measurements (default 180; 0 turns the wait off).
  */
@@ -50,6 +52,8 @@ const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolea
 const quietBudget = { ms: Number(process.env.BENCH_QUIET_BUDGET ?? 180) * 1000 };
 /** Other work may take at most this share of a pinned core for a measurement to count as clean. */
 const CONTENDED = 0.15;
+/** Idle memory: how long to wait at most for V8 to shrink its young generation (BENCH_SETTLE, seconds). */
+const SETTLE_MS = Number(process.env.BENCH_SETTLE ?? 16) * 1000;
 const BUN = `${root}node_modules/.bin/bun`;
 const serverCores = cpuList(SERVER_CPUS);
 const loadCores = cpuList(LOAD_CPUS);
@@ -305,6 +309,18 @@ async function measureMemory(scenario, serverName) {
     }
     await sleep(1000);
     const { rss: after, heap: heapAfter } = await settledRss(server);
+    // Then, under node, again once V8 has given back its young generation (its memory reducer does a
+    // few seconds after the allocations stop; our gc() alone does not): what the connections hold
+    // without the nursery that their handshakes grew. At most SETTLE_MS.
+    let settled;
+    if (heapAfter.newSpaceKiB !== undefined && SETTLE_MS > 0) {
+      const until = performance.now() + SETTLE_MS;
+      const small = Math.max(heapBefore.newSpaceKiB ?? 0, 2048);
+      do {
+        await sleep(2000);
+        settled = await settledRss(server);
+      } while ((settled.heap.newSpaceKiB ?? 0) > small && performance.now() < until);
+    }
     for (const l of loads) l.send("STOP");
     const results = await Promise.all(loads.map(async (l) => JSON.parse(await l.waitFor("RESULT", 30_000))));
     const closed = results.reduce((a, r) => a + r.closedDuringHold, 0);
@@ -325,6 +341,11 @@ async function measureMemory(scenario, serverName) {
       r.heapKiBPerConnection = (heapAfter.heapUsedKiB - heapBefore.heapUsedKiB) / held;
     if (heapBefore.newSpaceKiB !== undefined && heapAfter.newSpaceKiB !== undefined)
       r.newSpaceGrowthKiB = heapAfter.newSpaceKiB - heapBefore.newSpaceKiB;
+    if (settled) {
+      r.rssSettledKiB = settled.rss;
+      r.heapSettled = settled.heap;
+      r.settledKiBPerConnection = (settled.rss - before) / held;
+    }
     return r;
   } finally {
     await Promise.all(loads.map((l) => l.kill()));
@@ -399,6 +420,9 @@ async function main() {
               : ` (RSS ${r.rssBeforeKiB} → ${r.rssAfterKiB} KiB` +
                 (r.heapKiBPerConnection !== undefined
                   ? `; heap ${r.heapKiBPerConnection.toFixed(2)} KiB/conn, new space +${r.newSpaceGrowthKiB} KiB`
+                  : "") +
+                (r.settledKiBPerConnection !== undefined
+                  ? `; settled ${r.settledKiBPerConnection.toFixed(2)} KiB/conn`
                   : "") +
                 ")";
           log(

@@ -68,6 +68,13 @@ function idle(id, conns, shown) {
     columns: IDLE,
     load: { mode: "hold", conns },
     value: (r) => r.kibPerConnection,
+    derived: {
+      id: `${id}-settled`,
+      title: "  the same once V8 has shrunk its young generation",
+      short: "",
+      unit: "KiB/conn",
+      value: (m) => m.settledKiBPerConnection,
+    },
   };
 }
 
