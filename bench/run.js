@@ -12,6 +12,8 @@
  * generator processes, default 1), BENCH_SERVER_CPUS (default 0), BENCH_LOAD_CPUS (default 1),
  * BENCH_PROFILE=1 (node servers run with --cpu-prof; profiles go to bench/results/tmp/), BENCH_NODE_FLAGS
  * (extra node flags for every node server, space-separated),
+ * BENCH_SETTLE seconds an idle-memory measurement may wait for V8 to shrink its young generation for a
+ * second reading (default 16; 0: no second reading),
  * BENCH_QUIET_BUDGET seconds the whole run may spend waiting for other work on the machine to leave the
  * pinned cores alone before load measurements (default 180; 0 turns the wait off).
  */
@@ -32,7 +34,7 @@ import {
   waitForQuiet,
 } from "./lib/proc.js";
 import { svgChart, table } from "./lib/report.js";
-import { COLUMNS, SERVERS, scenarios } from "./lib/scenarios.js";
+import { COLUMNS, HOLD_PER_LOAD, SERVERS, scenarios } from "./lib/scenarios.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const quick = process.env.BENCH_QUICK === "1";
@@ -50,6 +52,8 @@ const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolea
 const quietBudget = { ms: Number(process.env.BENCH_QUIET_BUDGET ?? 180) * 1000 };
 /** Other work may take at most this share of a pinned core for a measurement to count as clean. */
 const CONTENDED = 0.15;
+/** Idle memory: how long to wait at most for V8 to shrink its young generation (BENCH_SETTLE, seconds). */
+const SETTLE_MS = Number(process.env.BENCH_SETTLE ?? 16) * 1000;
 const BUN = `${root}node_modules/.bin/bun`;
 const serverCores = cpuList(SERVER_CPUS);
 const loadCores = cpuList(LOAD_CPUS);
@@ -201,12 +205,17 @@ function startLoad(/** @type {Record<string, unknown>} */ load, /** @type {numbe
 /** Profiled servers exit by themselves so that node writes the profile; others are killed. */
 const stopServer = (/** @type {Child} */ server) => (PROFILE ? server.end(10_000) : server.kill());
 
-/** Asks the server to collect garbage, then reads its RSS. */
+/** Asks the server to collect garbage, then reads its RSS; also what the server says of its heap. */
 async function settledRss(/** @type {Child} */ server) {
   server.send("gc");
-  await server.waitFor("GC", 20_000);
+  const line = await server.waitFor("GC", 20_000);
   await sleep(300);
-  return rssKiB(server.pid);
+  /** @type {Record<string, number>} */
+  let heap = {};
+  try {
+    heap = line ? JSON.parse(line) : {};
+  } catch {}
+  return { rss: rssKiB(server.pid), heap };
 }
 
 // ---- one measurement ----------------------------------------------------------------------------
@@ -283,22 +292,63 @@ async function measureLoad(scenario, serverName) {
  */
 async function measureMemory(scenario, serverName) {
   const { child: server, port } = await startServer(serverName, scenario.env);
-  /** @type {Child | undefined} */
-  let load;
+  /** @type {Child[]} */
+  const loads = [];
   try {
-    const before = await settledRss(server);
-    load = startLoad({ ...scenario.load, port }, 0);
-    const held = Number(await load.waitFor("HELD", 180_000));
+    const { rss: before, heap: heapBefore } = await settledRss(server);
+    // The connections are spread over load generators holding at most HOLD_PER_LOAD each, opened one
+    // generator after the other (so the server sees the same stream of handshakes however many there are).
+    const total = Number(scenario.load.conns);
+    const split = Math.ceil(total / HOLD_PER_LOAD);
+    let held = 0;
+    for (let i = 0; i < split; i++) {
+      const conns = Math.floor(total / split) + (i < total % split ? 1 : 0);
+      const load = startLoad({ ...scenario.load, conns, port }, i);
+      loads.push(load);
+      held += Number(await load.waitFor("HELD", 180_000));
+    }
     await sleep(1000);
-    const after = await settledRss(server);
-    load.send("STOP");
-    const result = JSON.parse(await load.waitFor("RESULT", 30_000));
-    if (result.closedDuringHold > 0) throw new Error(`${result.closedDuringHold} connections closed`);
+    const { rss: after, heap: heapAfter } = await settledRss(server);
+    // Then, under node, again once V8 has given back its young generation (its memory reducer does a
+    // few seconds after the allocations stop; our gc() alone does not): what the connections hold
+    // without the nursery that their handshakes grew. At most SETTLE_MS.
+    let settled;
+    if (heapAfter.newSpaceKiB !== undefined && SETTLE_MS > 0) {
+      const until = performance.now() + SETTLE_MS;
+      const small = Math.max(heapBefore.newSpaceKiB ?? 0, 2048);
+      do {
+        await sleep(2000);
+        settled = await settledRss(server);
+      } while ((settled.heap.newSpaceKiB ?? 0) > small && performance.now() < until);
+    }
+    for (const l of loads) l.send("STOP");
+    const results = await Promise.all(loads.map(async (l) => JSON.parse(await l.waitFor("RESULT", 30_000))));
+    const closed = results.reduce((a, r) => a + r.closedDuringHold, 0);
+    if (closed > 0) throw new Error(`${closed} connections closed`);
     /** @type {Record<string, any>} */
-    const r = { rssBeforeKiB: before, rssAfterKiB: after, held, kibPerConnection: (after - before) / held };
+    const r = {
+      rssBeforeKiB: before,
+      rssAfterKiB: after,
+      held,
+      loadProcesses: split,
+      kibPerConnection: (after - before) / held,
+      heapBefore,
+      heapAfter,
+    };
+    // Under node: live heap per connection, and how much of the RSS growth is V8's young generation
+    // having grown (it is not given back after the collection).
+    if (heapBefore.heapUsedKiB !== undefined && heapAfter.heapUsedKiB !== undefined)
+      r.heapKiBPerConnection = (heapAfter.heapUsedKiB - heapBefore.heapUsedKiB) / held;
+    if (heapBefore.newSpaceKiB !== undefined && heapAfter.newSpaceKiB !== undefined)
+      r.newSpaceGrowthKiB = heapAfter.newSpaceKiB - heapBefore.newSpaceKiB;
+    if (settled) {
+      r.rssSettledKiB = settled.rss;
+      r.heapSettled = settled.heap;
+      r.settledKiBPerConnection = (settled.rss - before) / held;
+    }
     return r;
   } finally {
-    await load?.kill();
+    await Promise.all(loads.map((l) => l.kill()));
     await stopServer(server);
   }
 }
@@ -308,7 +358,8 @@ async function verify(/** @type {string} */ serverName, /** @type {boolean} */ b
   const env = broadcast ? { BENCH_MODE: "broadcast" } : {};
   const { child: server, port } = await startServer(serverName, env);
   const deflate = serverName.endsWith("-deflate");
-  const load = startLoad({ mode: "verify", port, deflate, broadcast }, 0);
+  const handshakeOnly = SERVERS[serverName]?.handshakeOnly ?? false;
+  const load = startLoad({ mode: "verify", port, deflate, broadcast, handshakeOnly }, 0);
   try {
     return JSON.parse(await load.waitFor("RESULT", 60_000));
   } finally {
@@ -366,7 +417,14 @@ async function main() {
             scenario.type === "load"
               ? ` (server CPU ${pct(r.serverCpu)}, client ELU ${pct(r.clientElu)}; others on the ` +
                 `server core ${pct(r.otherOnServerCore)}, on the load core ${pct(r.otherOnLoadCore)})`
-              : ` (RSS ${r.rssBeforeKiB} → ${r.rssAfterKiB} KiB)`;
+              : ` (RSS ${r.rssBeforeKiB} → ${r.rssAfterKiB} KiB` +
+                (r.heapKiBPerConnection !== undefined
+                  ? `; heap ${r.heapKiBPerConnection.toFixed(2)} KiB/conn, new space +${r.newSpaceGrowthKiB} KiB`
+                  : "") +
+                (r.settledKiBPerConnection !== undefined
+                  ? `; settled ${r.settledKiBPerConnection.toFixed(2)} KiB/conn`
+                  : "") +
+                ")";
           log(
             `[${elapsed()}] round ${round + 1}/${ROUNDS} ${scenario.id} ${serverName}: ` +
               `${value.toFixed(1)} ${scenario.unit}${extra} in ${((performance.now() - t) / 1000).toFixed(1)} s`,
@@ -465,11 +523,65 @@ function summarize() {
           rawNet: r("sockway", "raw-net"),
           bunToWs: r("bun", "ws"),
           rawNetToWs: r("raw-net", "ws"),
+          floor: r("sockway", "floor"),
         },
       });
     }
+    if (s.slopeFrom) rows.push(slopeRow(s, s.slopeFrom));
   }
   return rows;
+}
+
+/**
+ * Memory per connection added between two idle sizes, from the medians of RSS growth (after - before)
+ * of each: what one more connection costs once whatever does not grow with the count (V8's young
+ * generation, which stops growing at its maximum size) is out of the figure.
+ * @param {import("./lib/scenarios.js").Scenario} s the larger size
+ * @param {string} fromId the smaller size
+ * @returns {import("./lib/report.js").Row}
+ */
+function slopeRow(s, fromId) {
+  const from = allScenarios.find((x) => x.id === fromId);
+  /** @type {Record<string, number | undefined>} */
+  const medians = {};
+  /** @type {Record<string, string>} */
+  const samples = {};
+  const growth = (/** @type {string} */ id, /** @type {string} */ c) =>
+    measurements
+      .filter((m) => m.scenario === id && m.column === c && m.error === undefined)
+      .map((m) => ({ kib: m.rssAfterKiB - m.rssBeforeKiB, held: m.held }));
+  for (const c of columns) {
+    const a = growth(fromId, c);
+    const b = growth(s.id, c);
+    if (!from || a.length === 0 || b.length === 0) continue;
+    const heldA = median(a.map((m) => m.held));
+    const heldB = median(b.map((m) => m.held));
+    medians[c] = (median(b.map((m) => m.kib)) - median(a.map((m) => m.kib))) / (heldB - heldA);
+    samples[c] = `${b.length}/${a.length}`;
+  }
+  const r = (/** @type {string} */ x, /** @type {string} */ y) => {
+    const p = medians[x];
+    const q = medians[y];
+    return p !== undefined && q !== undefined && q !== 0 ? p / q : undefined;
+  };
+  return {
+    id: `${s.id}-slope`,
+    title: `  slope from ${from?.load.conns ?? "?"} to ${s.load.conns} connections, per added conn`,
+    short: "",
+    unit: "KiB/conn",
+    better: "lower",
+    medians,
+    spreads: {},
+    samples,
+    flags: {},
+    ratios: {
+      ws: r("sockway", "ws"),
+      rawNet: r("sockway", "raw-net"),
+      bunToWs: r("bun", "ws"),
+      rawNetToWs: r("raw-net", "ws"),
+      floor: r("sockway", "floor"),
+    },
+  };
 }
 
 let exitCode = 0;

@@ -8,7 +8,7 @@
  *   spreads: Record<string, string>,
  *   samples: Record<string, string>,
  *   flags: Record<string, string>,
- *   ratios: { ws?: number | undefined, rawNet?: number | undefined, bunToWs?: number | undefined, rawNetToWs?: number | undefined },
+ *   ratios: { ws?: number | undefined, rawNet?: number | undefined, bunToWs?: number | undefined, rawNetToWs?: number | undefined, floor?: number | undefined },
  * }} Row
  */
 
@@ -28,13 +28,16 @@ const ratio = (/** @type {number | undefined} */ x) =>
  * @param {string[]} columns
  */
 export function table(rows, columns) {
+  const floor = columns.includes("floor");
   const head = ["scenario", "unit", ...columns, "sockway/ws", "sockway/raw-net"];
+  if (floor) head.push("sockway/floor");
   const body = rows.map((r) => [
     r.title,
     `${r.unit} ${r.better === "higher" ? "↑" : "↓"}`,
     ...columns.map((c) => `${fmt(r.medians[c])}${r.flags[c] ?? ""}`),
     ratio(r.ratios.ws),
     ratio(r.ratios.rawNet),
+    ...(floor ? [ratio(r.ratios.floor)] : []),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? "").length)));
   const line = (/** @type {string[]} */ cells) =>

@@ -5,8 +5,8 @@
  */
 
 /**
- * @typedef {{ runtime: "node" | "bun", script: string, env?: Record<string, string> }} ServerSpec
- * @typedef {"sockway" | "ws" | "raw-net" | "bun"} Column
+ * @typedef {{ runtime: "node" | "bun", script: string, env?: Record<string, string>, handshakeOnly?: boolean }} ServerSpec
+ * @typedef {"sockway" | "ws" | "raw-net" | "bun" | "floor"} Column
  * @typedef {{
  *   id: string,
  *   title: string,
@@ -23,6 +23,7 @@
  *     value: (m: Record<string, any>) => number | undefined,
  *   },
  *   splittable?: "conns" | "concurrency",
+ *   slopeFrom?: string,
  * }} Scenario
  */
 
@@ -32,17 +33,53 @@ export const SERVERS = {
   ws: { runtime: "node", script: "ws.js" },
   "raw-net": { runtime: "node", script: "raw-net.js" },
   bun: { runtime: "bun", script: "bun.js" },
+  // Answers the upgrade and nothing else: only its handshake is checked before it is measured.
+  floor: { runtime: "node", script: "floor.js", handshakeOnly: true },
   "sockway-deflate": { runtime: "node", script: "sockway-deflate.js" },
   "ws-deflate": { runtime: "node", script: "ws-deflate.js" },
   "bun-deflate": { runtime: "bun", script: "bun-deflate.js" },
 };
 
 /** @type {Column[]} */
-export const COLUMNS = ["sockway", "ws", "raw-net", "bun"];
+export const COLUMNS = ["sockway", "ws", "raw-net", "bun", "floor"];
 
 const PLAIN = { sockway: "sockway", ws: "ws", "raw-net": "raw-net", bun: "bun" };
+/** Idle memory also has the floor: node:net sockets that got a fixed 101 and nothing else. */
+const IDLE = { ...PLAIN, floor: "floor" };
 const DEFLATE = { sockway: "sockway-deflate", ws: "ws-deflate", bun: "bun-deflate" };
 const MiB = 1024 * 1024;
+
+/**
+ * `conns` connections opened and held idle; server RSS before and after, per connection. Load
+ * generators hold at most HOLD_PER_LOAD connections each (the 20,000 open files of a process).
+ * @param {string} id
+ * @param {number} conns
+ * @param {string} shown
+ * @returns {Scenario}
+ */
+function idle(id, conns, shown) {
+  return {
+    id,
+    short: `idle ${shown}, memory`,
+    title: `memory, ${shown} idle connections`,
+    unit: "KiB/conn",
+    better: "lower",
+    type: "memory",
+    columns: IDLE,
+    load: { mode: "hold", conns },
+    value: (r) => r.kibPerConnection,
+    derived: {
+      id: `${id}-settled`,
+      title: "  the same once V8 has shrunk its young generation",
+      short: "",
+      unit: "KiB/conn",
+      value: (m) => m.settledKiBPerConnection,
+    },
+  };
+}
+
+/** Most connections one load generator holds: its sockets count against its own 20,000 open files. */
+export const HOLD_PER_LOAD = 10_000;
 
 /** @param {boolean} quick smaller counts for a smoke run */
 export function scenarios(quick) {
@@ -102,17 +139,11 @@ export function scenarios(quick) {
       value: (r) => r.perSecond,
       splittable: "conns",
     },
-    {
-      id: "idle-10k",
-      short: "idle connections, memory",
-      title: `memory, ${quick ? "1,000" : "10,000"} idle connections`,
-      unit: "KiB/conn",
-      better: "lower",
-      type: "memory",
-      columns: PLAIN,
-      load: { mode: "hold", conns: quick ? 1000 : 10_000 },
-      value: (r) => r.kibPerConnection,
-    },
+    // Idle memory at three sizes (growth rows), each in its own server process. A quick run keeps only
+    // the middle one, with 1,000 connections.
+    ...(quick ? [] : [idle("idle-1k", 1000, "1,000")]),
+    idle("idle-10k", quick ? 1000 : 10_000, quick ? "1,000" : "10,000"),
+    ...(quick ? [] : [{ ...idle("idle-19k", 19_000, "19,000"), slopeFrom: "idle-10k" }]),
     {
       id: "handshakes",
       short: "handshakes",

@@ -20,6 +20,7 @@
  *               receivers), so the rate is what is delivered end to end, not what is queued
  *   hold        opens `conns` connections (optionally one message each) and holds them idle
  *   verify      checks that echoes (and broadcasts) come back byte for byte, inflating if compressed
+ *               (with `handshakeOnly`, only that the upgrade is answered with a 101)
  */
 
 import net from "node:net";
@@ -47,6 +48,7 @@ import {
  *   conns?: number, inflight?: number, size?: number, kind?: "binary" | "text",
  *   deflate?: boolean, concurrency?: number, receivers?: number, window?: number,
  *   message?: boolean, broadcast?: boolean, warmup?: number, seconds?: number,
+ *   handshakeOnly?: boolean,
  * }} Settings
  */
 
@@ -424,6 +426,13 @@ async function verify() {
       ];
   const frameOf = (/** @type {number} */ opcode, /** @type {Buffer} */ p) =>
     deflate ? clientFrame(opcode, deflateMessage(p), { rsv1: true }) : clientFrame(opcode, p);
+  if (settings.handshakeOnly) {
+    // A server that only answers the upgrade (the memory floor): its 101, nothing more.
+    const c = await open();
+    c.socket.destroy();
+    say(`RESULT ${JSON.stringify({ ok: true, checked: ["101 to the upgrade"] })}`);
+    return;
+  }
   const same = (
     /** @type {{ opcode: number, payload: Buffer }} */ m,
     /** @type {number} */ opcode,

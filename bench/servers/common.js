@@ -3,7 +3,8 @@
  * What every benchmark server shares, under Node and under Bun: the settings read from the environment,
  * the "READY <port>" line, and a line protocol on stdin for the harness:
  *
- *   gc    → collects garbage (node --expose-gc, or Bun.gc) and answers "GC"
+ *   gc    → collects garbage (node --expose-gc, or Bun.gc) and answers "GC <json>": the process's
+ *           memoryUsage() and, under node, the committed size of V8's young generation (new space)
  *   EOF   → the harness is gone: exit (so no server outlives it, even after a SIGKILL of the harness)
  */
 
@@ -34,7 +35,7 @@ export function ready(port, onCommand) {
       pending = pending.slice(nl + 1);
       if (line === "gc") {
         collectGarbage();
-        process.stdout.write("GC\n");
+        process.stdout.write(`GC ${JSON.stringify(heapFigures())}\n`);
       } else if (line !== "") onCommand?.(line);
       nl = pending.indexOf("\n");
     }
@@ -42,6 +43,28 @@ export function ready(port, onCommand) {
   process.stdin.on("end", () => process.exit(0));
   process.stdin.on("error", () => process.exit(0));
 }
+
+/** What the heap holds after a collection, in KiB: live objects, and what V8 keeps committed. */
+function heapFigures() {
+  const m = process.memoryUsage();
+  const kib = (/** @type {number} */ b) => Math.round(b / 1024);
+  /** @type {Record<string, number>} */
+  const figures = {
+    heapUsedKiB: kib(m.heapUsed),
+    heapTotalKiB: kib(m.heapTotal),
+    externalKiB: kib(m.external),
+    arrayBuffersKiB: kib(m.arrayBuffers),
+  };
+  if (v8 !== undefined) {
+    for (const space of v8.getHeapSpaceStatistics()) {
+      if (space.space_name === "new_space") figures.newSpaceKiB = kib(space.space_size);
+    }
+  }
+  return figures;
+}
+
+/** node:v8 under node (for the new space's size); Bun has no such statistics. */
+const v8 = /** @type {any} */ (globalThis).Bun ? undefined : await import("node:v8");
 
 function collectGarbage() {
   /** @type {any} */

@@ -11,8 +11,10 @@ const { createApp, permessageDeflate, WebSockets } = await import(
   process.env.BENCH_SOCKWAY_DIST ? `${process.env.BENCH_SOCKWAY_DIST}/index.js` : "../../dist/src/index.js"
 );
 
+// BENCH_PING_PERIOD (ms, default 0): keepalive pings on, as sockway's default (30,000) has them, to see
+// what keepalive costs an idle session.
 const app = createApp().install(WebSockets, {
-  pingPeriod: 0,
+  pingPeriod: Number(process.env.BENCH_PING_PERIOD ?? 0),
   maxFrameSize: MAX_PAYLOAD,
   extensions: deflate ? [permessageDeflate({ threshold: 0 })] : [],
 });

@@ -5,7 +5,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { Socket } from "node:net";
 import { extname } from "node:path";
-import { isSafeHeaderValue, isToken } from "../protocol/index.js";
+import { isSafeHeaderValue, isToken, readUpgradeHead } from "../protocol/index.js";
 import { contentTypeFor } from "./content-types.js";
 import { AppError } from "./errors.js";
 import { DirectRequest } from "./upgrade-gate.js";
@@ -17,8 +17,13 @@ export class ApplicationCall<P = Record<string, string | undefined>> {
   private readonly rawQuery: string;
   private parsedQuery: URLSearchParams | undefined;
   private req: IncomingMessage | DirectRequest | Http2ServerRequest | undefined;
-  /** The parsed headers and the socket, kept when the request is released. */
-  private keptHeaders: IncomingHttpHeaders | undefined;
+  /**
+   * The headers once read through `headers` (the request's own object), and what is kept of them when
+   * the request is released: that object, or, if nobody has seen it, the head text of a request read
+   * by the upgrade gate, parsed again on first read (one string per idle session instead of an object
+   * and a string per header).
+   */
+  private kept: IncomingHttpHeaders | string | undefined;
   private keptSocket: Socket | undefined;
   private keptVersion = "1.1";
 
@@ -50,11 +55,11 @@ export class ApplicationCall<P = Record<string, string | undefined>> {
     return this.req;
   }
 
-  /** @internal Drops the IncomingMessage (raw headers, stream state), keeping the parsed headers. */
+  /** @internal Drops the IncomingMessage (raw headers, stream state), keeping the headers (see `kept`). */
   releaseRequest(): void {
     const req = this.req;
     if (!req) return;
-    this.keptHeaders = req.headers;
+    this.kept ??= req instanceof DirectRequest ? req.text : req.headers;
     this.keptSocket = req.socket as Socket;
     this.keptVersion = req.httpVersion;
     this.req = undefined;
@@ -67,7 +72,18 @@ export class ApplicationCall<P = Record<string, string | undefined>> {
   }
 
   get headers(): IncomingHttpHeaders {
-    return this.req ? this.req.headers : this.keptHeaders!;
+    const req = this.req;
+    if (req) {
+      // Whoever reads it may keep or change it: this object is then the one kept after the release.
+      this.kept = req.headers;
+      return req.headers;
+    }
+    const kept = this.kept;
+    if (typeof kept !== "string") return kept!;
+    // The gate accepted this head, so it reads the same again.
+    const headers = readUpgradeHead(kept)?.headers ?? {};
+    this.kept = headers;
+    return headers;
   }
 
   /**

@@ -17,8 +17,8 @@ export class DirectRequest {
 
   constructor(
     head: UpgradeHead,
-    /** The head as latin1 text, for rawHeaders. */
-    private readonly text: string,
+    /** The head as latin1 text, for rawHeaders (and kept by a released call instead of `headers`). */
+    readonly text: string,
     readonly socket: Socket,
   ) {
     this.url = head.url;

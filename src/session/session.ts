@@ -35,6 +35,7 @@ import type {
 } from "./session-types.js";
 import { EMPTY, FRAME_OVERHEAD, noop, RESOLVED, SessionWriter } from "./session-writer.js";
 import { abortTransport } from "./socket-output.js";
+import type { TimerEntry, TimerList } from "./timer-lists.js";
 
 const SESSION = Symbol("sockway.session");
 // biome-ignore lint/suspicious/noExplicitAny: any session, whatever its frame, call and data types
@@ -70,7 +71,8 @@ const PAUSED_FAILED = 8;
  */
 export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unknown, D = unknown>
   extends SessionWriter
-  // Also the owner its queues call back (IncomingQueueOwner, DecoderOwner, OutboundSink, Flushable): those
+  // Also the owner its queues call back (IncomingQueueOwner, DecoderOwner, OutboundSink, Flushable) and a
+  // TimerEntry of its scheduler's TimerLists: those
   // methods are internal, so the interfaces are met structurally rather than declared here.
   implements SessionHandle<C>
 {
@@ -99,7 +101,16 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
   // While one read is being delivered (see onData).
   private copyQueued = false;
   private queuedFromRead = 0;
-  private timer: NodeJS.Timeout | undefined;
+  // The one timer armed at a time (keepalive ping, pong, closing), linked into the scheduler's
+  // TimerLists rather than a Timeout object of its own.
+  /** @internal */
+  timerDue = 0;
+  /** @internal */
+  timerList: TimerList | undefined;
+  /** @internal */
+  timerPrev: TimerEntry | undefined;
+  /** @internal */
+  timerNext: TimerEntry | undefined;
   private pingCounter = 0;
   private expectedPong: Buffer | undefined;
   // Made on first use: most sessions never ask, and each costs memory.
@@ -841,20 +852,17 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     this.clearTimer();
     if (ms <= 0) return;
     this.flags |= kind;
-    this.timer = setTimeout(onTimer, ms, this);
-    this.timer.unref?.();
+    this.scheduler.timers.set(this, ms);
   }
 
   private clearTimer(): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
+    if (this.timerList !== undefined) this.scheduler.timers.clear(this);
     this.flags &= ~TIMERS;
   }
 
-  /** @internal */
+  /** @internal (TimerEntry) The armed timer is due; TimerLists has unlinked it. */
   onTimer(): void {
     const kind = this.flags & TIMERS;
-    this.timer = undefined;
     this.flags &= ~TIMERS;
     if (kind === TIMER_PING) this.sendKeepalivePing();
     else if (kind === TIMER_PONG) this.onPingTimeout();
@@ -938,7 +946,4 @@ function onSocketClose(this: SessionSocket): void {
 }
 function onSocketDrain(this: SessionSocket): void {
   this[SESSION].onDrain();
-}
-function onTimer(session: AnySession): void {
-  session.onTimer();
 }

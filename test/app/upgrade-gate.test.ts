@@ -112,6 +112,45 @@ describe("upgrade requests read by sockway", () => {
     expect((await client.nextData()).payload.toString()).toBe("hi");
   });
 
+  it("call.headers in the session, after the request is released, are the head's (kept as its text)", async () => {
+    const inHandler: Array<Record<string, unknown>> = [];
+    const app = createApp()
+      .install(WebSockets)
+      .routing((r) => {
+        r.webSocket("/plain", async (s) => {
+          inHandler.push({ ...s.call.headers });
+          inHandler.push(s.call.headers); // read twice: the same object once parsed
+          expect(() => s.call.request).toThrow(AppError);
+          await s.close();
+        });
+        r.webSocket(
+          "/changed",
+          {
+            beforeUpgrade: (call) => {
+              (call.headers as Record<string, string>)["x-added"] = "by the hook";
+            },
+          },
+          async (s) => {
+            inHandler.push(s.call.headers);
+            await s.close();
+          },
+        );
+      });
+    const { port } = await app.listen({ host: "127.0.0.1", port: 0 });
+    onCleanup(() => app.stop({ grace: 0 }));
+    const plain = await RawClient.connect(port, "/plain", { headers: { "X-Custom": "  Value  " } });
+    expect(plain.response.status).toBe(101);
+    await until(() => inHandler.length === 2, 2000, "the handler to read the headers");
+    expect(inHandler[0]).toMatchObject({ "x-custom": "Value", upgrade: "websocket", connection: "Upgrade" });
+    expect(inHandler[0]?.["sec-websocket-key"]).toMatch(/==$/);
+    expect(inHandler[1]).toEqual(inHandler[0]);
+    // A hook that changed the headers object: that object is what the session sees.
+    const changed = await RawClient.connect(port, "/changed");
+    expect(changed.response.status).toBe(101);
+    await until(() => inHandler.length === 3, 2000, "the second handler");
+    expect(inHandler[2]?.["x-added"]).toBe("by the hook");
+  });
+
   it("frames sent in the same write as the head reach the session", async () => {
     const { port } = await gateApp();
     const frames = Buffer.concat([clientFrame(1, "one"), clientFrame(2, "two")]);

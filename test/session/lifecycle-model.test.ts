@@ -1351,8 +1351,8 @@ async function runScenario(s: Scenario, control: StartedApp, runNo: number): Pro
     // 4. Nothing left behind.
     check(run.serverSocket?.destroyed === true, "the server-side socket is not destroyed");
     check(app.sessions.size === 0, `app.sessions has ${app.sessions.size} session(s) after the run`);
-    if ("timer" in session)
-      check(Reflect.get(session, "timer") === undefined, "a session timer is still set after closed");
+    check("timerList" in session, "the session has no timerList field (renamed? update this check)");
+    check(Reflect.get(session, "timerList") === undefined, "a session timer is still armed after closed");
     if (s.deflate) {
       check(run.spy.created === 1, `${run.spy.created} codecs created`);
       check(run.spy.closed >= 1, "the codec was never closed");
