@@ -157,6 +157,18 @@ export function scenarios(quick) {
       splittable: "concurrency",
     },
     {
+      id: "handshakes-drop",
+      short: "handshakes, drop",
+      title: "handshakes (connect, upgrade, then the client drops TCP), 32 at once",
+      unit: "handshakes/s",
+      better: "higher",
+      type: "load",
+      columns: PLAIN,
+      load: { mode: "handshakes", concurrency: 32, drop: true },
+      value: (r) => r.perSecond,
+      splittable: "concurrency",
+    },
+    {
       id: "broadcast-1000",
       short: "broadcast",
       title: `broadcast 32 B to ${quick ? 200 : "1,000"} conns, 16 undelivered at most`,

@@ -15,6 +15,7 @@
  *   echo        closed loop: each connection keeps `inflight` messages outstanding and sends one more
  *               for each echo received (counted from frame headers only, written in one batch per read)
  *   handshakes  `concurrency` loops of connect, opening handshake, Close frame, wait for TCP close
+ *               (with `drop`, the client closes TCP right after the 101 instead, sending no Close)
  *   broadcast   `receivers` connections, then one control connection that sends messages the server
  *               broadcasts; the control keeps at most `window` broadcasts undelivered (counted at the
  *               receivers), so the rate is what is delivered end to end, not what is queued
@@ -49,6 +50,7 @@ import {
  *   deflate?: boolean, concurrency?: number, receivers?: number, window?: number,
  *   message?: boolean, broadcast?: boolean, warmup?: number, seconds?: number,
  *   handshakeOnly?: boolean,
+ *   drop?: boolean,
  * }} Settings
  */
 
@@ -255,7 +257,9 @@ async function handshakes() {
             fail(a, bytes.toString("latin1").split("\r\n")[0] ?? "bad response");
           else {
             a.upgraded = true;
-            a.socket.write(CLOSE_FRAME);
+            // "drop": leave at once, as a crawler, a health check or a reconnect storm does.
+            if (settings.drop) a.socket.destroy();
+            else a.socket.write(CLOSE_FRAME);
           }
           return true;
         },
