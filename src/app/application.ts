@@ -532,9 +532,16 @@ export class Application {
     for (const socket of this.host.inHook) refuse(socket, 503, "Server shutting down\n");
     const sessions = [...this.liveSessions];
     for (const s of sessions) s.goAway();
+    // HTTP/2 connections close by themselves once their streams are done (GOAWAY above). Waited for
+    // like sessions: destroyed at once, they would drop what is still queued on them, such as the 503
+    // just given to the handshakes in beforeUpgrade (the peer would see a dead connection instead).
+    const h2Closed = [...this.h2Sessions].map(
+      (session) =>
+        new Promise<void>((resolve) => (session.destroyed ? resolve() : session.once("close", resolve))),
+    );
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
-      Promise.all(sessions.map((s) => s.closeReason)),
+      Promise.all([...sessions.map((s) => s.closeReason), ...h2Closed]),
       new Promise((resolve) => {
         timer = setTimeout(resolve, grace);
       }),

@@ -1,0 +1,533 @@
+/**
+ * WebSockets over HTTP/2 (RFC 8441) against hostile or careless peers: streams reset or ended at the
+ * wrong time, dead connections, stream floods, peers that never read, shutdown in the middle of all of
+ * it, and requests HTTP/2 forbids. node:http2's client (test/helpers/h2-peer.ts) where it can, frames
+ * written by hand (test/helpers/raw-h2.ts) where it refuses to misbehave.
+ */
+import { constants as h2, connect as h2connect } from "node:http2";
+import { connect as netConnect } from "node:net";
+import { connect as tlsConnect } from "node:tls";
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  type Application,
+  type ApplicationCall,
+  createApp,
+  type DefaultWebSocketSession,
+  type ErrorKind,
+  permessageDeflate,
+  type Route,
+  SessionError,
+  WebSockets,
+  type WebSocketsOptions,
+} from "../../src/index.js";
+import { Opcode } from "../../src/protocol/index.js";
+import { cleanup, onCleanup } from "../helpers/cleanup.js";
+import { H2Peer, H2WebSocket } from "../helpers/h2-peer.js";
+import { clientFrame, closePayload } from "../helpers/raw-client.js";
+import { H2Frame, RawH2 } from "../helpers/raw-h2.js";
+import { selfSignedCert } from "../helpers/tls.js";
+import { deferred, delay, until, within } from "../helpers/wait.js";
+
+afterEach(cleanup);
+
+const tls = selfSignedCert("IP:127.0.0.1,DNS:localhost");
+
+type Session = DefaultWebSocketSession<ApplicationCall, unknown>;
+type Http2Option = Exclude<Parameters<Application["listen"]>[0], undefined>["http2"];
+
+async function startH2(
+  build: (route: Route<"">) => void,
+  options: WebSocketsOptions = {},
+  http2: Http2Option = true,
+): Promise<{ app: Application; url: string; port: number; errors: Array<[ErrorKind, unknown]> }> {
+  const errors: Array<[ErrorKind, unknown]> = [];
+  const app = createApp()
+    .install(WebSockets, options)
+    .onError((error, kind) => errors.push([kind, error]));
+  app.routing(build);
+  const { url, port } = await app.listen({ tls, http2 });
+  onCleanup(() => app.stop({ grace: 0 }));
+  return { app, url, port, errors };
+}
+
+const echo = (r: Route<"">) =>
+  r.webSocket("/echo", async (s) => {
+    for await (const m of s.incoming) await s.send(m);
+  });
+
+/** A CONNECT stream opened without waiting for its answer. */
+function openRaw(peer: H2Peer, path: string, headers: Record<string, string> = {}): H2WebSocket {
+  return new H2WebSocket(
+    peer.session.request({
+      ":method": "CONNECT",
+      ":protocol": "websocket",
+      ":scheme": "https",
+      ":path": path,
+      "sec-websocket-version": "13",
+      ...headers,
+    }),
+  );
+}
+
+/** A fresh connection still echoes: the server is serving others. */
+async function stillServes(url: string, path = "/echo"): Promise<void> {
+  const peer = await H2Peer.connect(url);
+  const ws = await peer.open(path);
+  expect(ws.status).toBe(200);
+  ws.sendText("anyone there?");
+  expect((await ws.next()).payload.toString()).toBe("anyone there?");
+  peer.session.destroy();
+}
+
+describe("a stream that misbehaves", () => {
+  it("DATA sent before the 200 (during a slow beforeUpgrade) is read, in order, once the session starts", async () => {
+    const hook = deferred();
+    const { url, errors } = await startH2((r) =>
+      r.webSocket(
+        "/echo",
+        {
+          beforeUpgrade: async () => {
+            await hook.promise;
+          },
+        },
+        async (s) => {
+          for await (const m of s.incoming) await s.send(m);
+        },
+      ),
+    );
+    const peer = await H2Peer.connect(url);
+    const ws = openRaw(peer, "/echo");
+    ws.sendText("one");
+    ws.sendText("two");
+    await delay(50);
+    hook.resolve();
+    expect((await within(ws.response, 5000, "200"))[":status"]).toBe(200);
+    expect((await ws.next()).payload.toString()).toBe("one");
+    expect((await ws.next()).payload.toString()).toBe("two");
+    expect(errors).toEqual([]);
+  });
+
+  it("frames then END_STREAM before the 200: the handler gets the messages, then the session ends 1006", async () => {
+    const hook = deferred();
+    const got: string[] = [];
+    const ended = deferred<number>();
+    const { app, url, errors } = await startH2((r) =>
+      r.webSocket(
+        "/in",
+        {
+          beforeUpgrade: async () => {
+            await hook.promise;
+          },
+        },
+        async (s) => {
+          for await (const m of s.incoming) got.push(m.data.toString());
+          ended.resolve((await s.closeReason).code);
+        },
+      ),
+    );
+    const peer = await H2Peer.connect(url);
+    const ws = openRaw(peer, "/in");
+    ws.sendText("a");
+    ws.sendText("b");
+    ws.stream.end();
+    await delay(50);
+    hook.resolve();
+    expect(await within(ended.promise, 5000, "the session's end")).toBe(1006);
+    expect(got).toEqual(["a", "b"]);
+    // The server ended its side too: the stream closes without a reset.
+    expect(await within(ws.closed, 5000, "stream close")).toBe(h2.NGHTTP2_NO_ERROR);
+    await until(() => app.sessions.size === 0, 2000, "no session left");
+    expect(errors).toEqual([]);
+  });
+
+  it("frames then END_STREAM without a Close: 1006, the server ends the stream, nothing left", async () => {
+    const reason = deferred<number>();
+    const { app, url, errors } = await startH2((r) =>
+      r.webSocket("/echo", async (s) => {
+        for await (const m of s.incoming) await s.send(m);
+        reason.resolve((await s.closeReason).code);
+      }),
+    );
+    const peer = await H2Peer.connect(url);
+    const ws = await peer.open("/echo");
+    ws.sendText("last words");
+    expect((await ws.next()).payload.toString()).toBe("last words");
+    ws.stream.end();
+    expect(await within(reason.promise, 5000, "1006")).toBe(1006);
+    await within(ws.ended, 5000, "the server's END_STREAM");
+    expect(await within(ws.closed, 5000, "stream close")).toBe(h2.NGHTTP2_NO_ERROR);
+    await until(() => app.sessions.size === 0, 2000, "no session left");
+    expect(errors).toEqual([]);
+    // The connection goes on.
+    const again = await peer.open("/echo");
+    again.sendText("next");
+    expect((await again.next()).payload.toString()).toBe("next");
+  });
+
+  it("a reset in the middle of a 1 MiB message: 1006, no message, the connection's other streams go on", async () => {
+    const got: unknown[] = [];
+    const reason = deferred<number>();
+    const { app, url, errors } = await startH2(
+      (r) =>
+        r.webSocket("/big", async (s) => {
+          for await (const m of s.incoming) got.push(m);
+          reason.resolve((await s.closeReason).code);
+        }),
+      { maxFrameSize: 2 * 1024 * 1024 },
+    );
+    const peer = await H2Peer.connect(url);
+    const other = await peer.open("/big");
+    const ws = await peer.open("/big");
+    await until(() => app.sessions.size === 2, 5000, "two sessions");
+    const frame = clientFrame(Opcode.Binary, Buffer.alloc(1024 * 1024, 3));
+    ws.stream.write(frame.subarray(0, 600 * 1024));
+    await delay(50);
+    ws.stream.close(h2.NGHTTP2_CANCEL);
+    expect(await within(reason.promise, 5000, "1006")).toBe(1006);
+    expect(got).toEqual([]);
+    await until(() => app.sessions.size === 1, 2000, "one session left");
+    other.send(Opcode.Close, closePayload(1000));
+    expect((await other.next()).opcode).toBe(Opcode.Close);
+    expect(errors).toEqual([]);
+  });
+
+  it("a reset while the server compresses a large send: the send rejects, 1006, deflate goes on elsewhere", async () => {
+    const outcome = deferred<{ error: unknown; code: number }>();
+    const started = deferred();
+    const { app, url, errors } = await startH2(
+      (r) => {
+        r.webSocket("/flood", async (s) => {
+          let error: unknown;
+          try {
+            // Compressible but not trivially: 4 MiB of text, over and over.
+            const text = Array.from({ length: (4 * 1024 * 1024) / 16 }, (_, i) =>
+              `line ${i} xyz\n`.padEnd(16),
+            ).join("");
+            started.resolve();
+            for (let i = 0; i < 50; i++) await s.send(text);
+          } catch (e) {
+            error = e;
+          }
+          outcome.resolve({ error, code: (await s.closeReason).code });
+        });
+        echo(r);
+      },
+      { extensions: [permessageDeflate({ threshold: 0 })] },
+    );
+    const peer = await H2Peer.connect(url);
+    const ws = await peer.open("/flood", { "sec-websocket-extensions": "permessage-deflate" });
+    expect(String((await ws.response)["sec-websocket-extensions"])).toMatch(/^permessage-deflate/);
+    await started.promise;
+    await new Promise((resolve) => ws.stream.once("data", resolve));
+    ws.stream.close(h2.NGHTTP2_CANCEL);
+    const { error, code } = await within(outcome.promise, 10_000, "the handler's end");
+    expect(error).toBeInstanceOf(SessionError);
+    expect(code).toBe(1006);
+    await until(() => app.sessions.size === 0, 2000, "no session left");
+    expect(errors).toEqual([]);
+    const again = await peer.open("/echo", { "sec-websocket-extensions": "permessage-deflate" });
+    again.sendText("x");
+    expect((await again.next()).opcode).toBe(Opcode.Text);
+  });
+
+  it("a reset during a slow beforeUpgrade: no session starts when the hook returns, nothing reported", async () => {
+    const hook = deferred();
+    const entered = deferred();
+    let handlers = 0;
+    const { app, url, errors } = await startH2((r) => {
+      r.webSocket(
+        "/slow",
+        {
+          beforeUpgrade: async () => {
+            entered.resolve();
+            await hook.promise;
+            return { user: "x" };
+          },
+        },
+        async () => {
+          handlers++;
+        },
+      );
+      echo(r);
+    });
+    const peer = await H2Peer.connect(url);
+    const ws = openRaw(peer, "/slow");
+    await within(entered.promise, 5000, "the hook");
+    ws.stream.close(h2.NGHTTP2_CANCEL);
+    await within(ws.closed, 5000, "the reset");
+    await delay(20);
+    hook.resolve();
+    await delay(50);
+    expect(handlers).toBe(0);
+    expect(app.sessions.size).toBe(0);
+    expect(app.host.inHook.size).toBe(0);
+    expect(errors).toEqual([]);
+    const again = await peer.open("/echo");
+    again.sendText("fine");
+    expect((await again.next()).payload.toString()).toBe("fine");
+  });
+});
+
+describe("a connection that misbehaves", () => {
+  it("the TCP connection dies under 50 WebSockets: every session ends 1006, nothing leaks, others are served", async () => {
+    const reasons: Promise<number>[] = [];
+    const handlersDone: Promise<unknown>[] = [];
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    onCleanup(() => process.off("unhandledRejection", onUnhandled));
+    const { app, url, port, errors } = await startH2((r) => {
+      r.webSocket("/n", async (s) => {
+        reasons.push(s.closeReason.then((c) => c.code));
+        const done = (async () => {
+          for await (const m of s.incoming) await s.send(m);
+        })();
+        handlersDone.push(done);
+        await done;
+      });
+      echo(r);
+    });
+    // The TLS runs over a TCP socket of ours, to reset it.
+    const tcp = netConnect({ host: "127.0.0.1", port });
+    const session = h2connect(`https://127.0.0.1:${port}`, {
+      createConnection: () =>
+        tlsConnect({
+          socket: tcp,
+          servername: "localhost",
+          ALPNProtocols: ["h2"],
+          rejectUnauthorized: false,
+        }),
+    });
+    session.on("error", () => {});
+    onCleanup(() => session.destroy());
+    await within(new Promise((resolve) => session.once("remoteSettings", resolve)), 5000, "SETTINGS");
+    const peer = { session } as unknown as H2Peer;
+    const streams = Array.from({ length: 50 }, () => openRaw(peer, "/n"));
+    await within(Promise.all(streams.map((s) => s.response)), 5000, "50 answers");
+    for (const ws of streams) ws.sendText("hi");
+    await Promise.all(streams.map((ws) => ws.next()));
+    expect(app.sessions.size).toBe(50);
+    // An abrupt end of TCP (RST), no GOAWAY, no RST_STREAM.
+    tcp.resetAndDestroy();
+    const codes = await within(Promise.all(reasons), 5000, "50 ends");
+    expect(new Set(codes)).toEqual(new Set([1006]));
+    await within(Promise.all(handlersDone), 5000, "50 handlers to return");
+    await until(() => app.sessions.size === 0, 2000, "no session left");
+    expect(errors).toEqual([]);
+    await stillServes(url);
+    expect(unhandled).toEqual([]);
+  });
+
+  it("more CONNECTs than maxConcurrentStreams: nghttp2 cuts the connection; its sessions end 1006, others are served", async () => {
+    // RFC 9113 §5.1.2 allows a stream error; nghttp2 makes it a connection error (PROTOCOL_ERROR) once
+    // the limit is acknowledged. What matters here: the sessions already started end and are freed.
+    const { app, port, url, errors } = await startH2(echo, {}, { maxConcurrentStreams: 4 });
+    const raw = await RawH2.connect(port);
+    // Let the server see our ACK of its SETTINGS: from then on the limit binds.
+    await delay(50);
+    const first = Array.from({ length: 4 }, () => raw.connectWebSocket("/echo"));
+    await until(() => first.every((id) => raw.status(id) === 200), 5000, "4 answers");
+    await until(() => app.sessions.size === 4, 5000, "4 sessions");
+    const ends = [...app.sessions].map((s) => s.closeReason.then((r) => r.code));
+    raw.connectWebSocket("/echo");
+    await within(raw.closed, 5000, "the connection's end");
+    expect(new Set(await within(Promise.all(ends), 5000, "4 ends"))).toEqual(new Set([1006]));
+    await until(() => app.sessions.size === 0, 2000, "no session left");
+    expect(errors).toEqual([]);
+    await stillServes(url);
+  });
+
+  it("rapid reset: thousands of CONNECTs opened and reset at once leave no session, and others are served", async () => {
+    const { app, port, url, errors } = await startH2(echo);
+    const raw = await RawH2.connect(port);
+    const before = process.memoryUsage().heapUsed;
+    for (let batch = 0; batch < 20; batch++) {
+      raw.socket.cork();
+      for (let i = 0; i < 250; i++) {
+        const id = raw.connectWebSocket("/echo");
+        raw.reset(id);
+      }
+      raw.socket.uncork();
+      await delay(5);
+    }
+    // Meanwhile another client is served promptly.
+    const started = Date.now();
+    await stillServes(url);
+    expect(Date.now() - started).toBeLessThan(3000);
+    await until(() => app.sessions.size === 0, 5000, "no session left");
+    expect(app.host.inHook.size).toBe(0);
+    // nghttp2's rapid-reset limit (CVE-2023-44487) cuts the connection after its burst of resets.
+    expect(raw.goaway?.code).toBe(h2.NGHTTP2_INTERNAL_ERROR);
+    global.gc?.();
+    expect(process.memoryUsage().heapUsed - before).toBeLessThan(100 * 1024 * 1024);
+    expect(errors).toEqual([]);
+  });
+});
+
+describe("a peer that never reads", () => {
+  const pusher = (sessions: Session[]) => (r: Route<"">) => {
+    r.webSocket("/push", async (s) => {
+      sessions.push(s as Session);
+      await s.closeReason;
+    });
+    echo(r);
+  };
+
+  /** Sends 64 KiB messages without waiting until one is refused; returns how they went. */
+  async function fill(session: Session): Promise<{ waiting: boolean; refused: unknown }> {
+    const chunk = Buffer.alloc(64 * 1024, 1);
+    let refused: unknown;
+    let waiting = false;
+    for (let i = 0; i < 1000 && refused === undefined; i++) {
+      const p = session.send(chunk).catch((e: unknown) => {
+        refused = e;
+      });
+      if (!waiting) waiting = !(await Promise.race([p.then(() => true), delay(20).then(() => false)]));
+      else await Promise.resolve();
+    }
+    return { waiting, refused };
+  }
+
+  it("stream-level window exhausted: send waits, then SEND_BUFFER_FULL; its connection's other streams and stop() are fine", async () => {
+    const sessions: Session[] = [];
+    const { app, url } = await startH2(pusher(sessions), {
+      outgoingHighWaterMark: 256 * 1024,
+      outgoingBufferLimit: 1024 * 1024,
+    });
+    const peer = await H2Peer.connect(url);
+    const stuck = await peer.open("/push");
+    stuck.stream.pause();
+    const other = await peer.open("/echo");
+    await until(() => sessions.length === 1, 5000, "the session");
+    const { waiting, refused } = await fill(sessions[0]!);
+    expect(waiting).toBe(true);
+    expect(refused).toMatchObject({ code: "SEND_BUFFER_FULL" });
+    // node:http2's client consumes the connection window as data arrives: the other stream flows.
+    other.sendText("beside");
+    expect((await other.next()).payload.toString()).toBe("beside");
+    await stillServes(url);
+    const started = Date.now();
+    await within(app.stop({ grace: 300 }), 3000, "stop()");
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(app.sessions.size).toBe(0);
+  });
+
+  it("connection-level window exhausted (no WINDOW_UPDATE ever): sends wait on every stream, others are served, stop() resolves in time", async () => {
+    const sessions: Session[] = [];
+    const { app, port, url } = await startH2(pusher(sessions), {
+      outgoingHighWaterMark: 128 * 1024,
+      outgoingBufferLimit: 512 * 1024,
+    });
+    // A large stream window, but the connection's stays at 65,535 and is never updated.
+    const raw = await RawH2.connect(port, { 4: 2 ** 30 });
+    const a = raw.connectWebSocket("/push");
+    const b = raw.connectWebSocket("/push");
+    await until(() => sessions.length === 2, 5000, "two sessions");
+    const first = await fill(sessions[0]!);
+    expect(first.waiting).toBe(true);
+    expect(first.refused).toMatchObject({ code: "SEND_BUFFER_FULL" });
+    // The other stream shares the exhausted connection window: its send waits too.
+    const second = await fill(sessions[1]!);
+    expect(second.waiting).toBe(true);
+    const received = raw.frames
+      .filter((f) => f.type === H2Frame.DATA && (f.stream === a || f.stream === b))
+      .reduce((n, f) => n + f.payload.length, 0);
+    expect(received).toBeLessThanOrEqual(65_535);
+    await stillServes(url);
+    const started = Date.now();
+    await within(app.stop({ grace: 300 }), 3000, "stop()");
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(app.sessions.size).toBe(0);
+  });
+
+  it("a peer that stops reading TCP altogether: stop() still resolves in time", async () => {
+    const sessions: Session[] = [];
+    const { app, port } = await startH2(pusher(sessions));
+    const raw = await RawH2.connect(port, { 4: 2 ** 30 });
+    raw.windowUpdate(0, 2 ** 30);
+    raw.connectWebSocket("/push");
+    await until(() => sessions.length === 1, 5000, "the session");
+    raw.socket.pause();
+    await fill(sessions[0]!);
+    const started = Date.now();
+    await within(app.stop({ grace: 300 }), 3000, "stop()");
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(app.sessions.size).toBe(0);
+  });
+});
+
+describe("stop() in the middle of h2 handshakes", () => {
+  it("while CONNECTs wait in beforeUpgrade: they get 503 at once, the hooks' late answers start nothing", async () => {
+    const hook = deferred();
+    let entered = 0;
+    let handlers = 0;
+    const { app, url, errors } = await startH2((r) =>
+      r.webSocket(
+        "/slow",
+        {
+          beforeUpgrade: async () => {
+            entered++;
+            await hook.promise;
+          },
+        },
+        async () => {
+          handlers++;
+        },
+      ),
+    );
+    const peer = await H2Peer.connect(url);
+    const streams = [openRaw(peer, "/slow"), openRaw(peer, "/slow"), openRaw(peer, "/slow")];
+    await until(() => entered === 3, 5000, "three hooks");
+    const started = Date.now();
+    await within(app.stop({ grace: 5000 }), 3000, "stop()");
+    expect(Date.now() - started).toBeLessThan(1500);
+    for (const ws of streams) {
+      expect(ws.status).toBe(503);
+      expect(ws.body).toBe("Server shutting down\n");
+    }
+    hook.resolve();
+    await delay(50);
+    expect(handlers).toBe(0);
+    expect(app.sessions.size).toBe(0);
+    expect(errors).toEqual([]);
+  });
+
+  it("while a refusal's large body is still being written to a peer that does not read it", async () => {
+    const { app, url } = await startH2((r) =>
+      r.webSocket(
+        "/no",
+        { beforeUpgrade: (call) => call.reject(403, "x".repeat(2 * 1024 * 1024)) },
+        async () => {},
+      ),
+    );
+    const peer = await H2Peer.connect(url);
+    const ws = openRaw(peer, "/no");
+    ws.stream.pause();
+    expect((await within(ws.response, 5000, "403"))[":status"]).toBe(403);
+    const started = Date.now();
+    await within(app.stop({ grace: 5000 }), 3000, "stop()");
+    expect(Date.now() - started).toBeLessThan(1500);
+    const internals = app as unknown as { h2Sessions: Set<unknown>; tlsSockets: Set<unknown> };
+    await until(
+      () => internals.h2Sessions.size + internals.tlsSockets.size === 0,
+      2000,
+      "no connection left",
+    );
+  });
+
+  it("handshakes that arrive after the GOAWAY start no session; stop() resolves", async () => {
+    const { app, port } = await startH2(echo);
+    const raw = await RawH2.connect(port);
+    const a = raw.connectWebSocket("/echo");
+    await until(() => raw.status(a) === 200, 5000, "200");
+    await until(() => app.sessions.size === 1, 5000, "the session");
+    const stopped = app.stop({ grace: 500 });
+    await raw.waitFor((f) => f.type === H2Frame.GOAWAY, "GOAWAY");
+    const late = [raw.connectWebSocket("/echo"), raw.connectWebSocket("/echo")];
+    await delay(100);
+    for (const id of late) expect(raw.status(id)).toBeUndefined();
+    expect(app.sessions.size).toBeLessThanOrEqual(1);
+    await within(stopped, 3000, "stop()");
+    expect(app.sessions.size).toBe(0);
+  });
+});
