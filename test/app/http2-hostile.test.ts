@@ -7,12 +7,12 @@
 import { constants as h2, connect as h2connect } from "node:http2";
 import { connect as netConnect } from "node:net";
 import { connect as tlsConnect } from "node:tls";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   type Application,
   type ApplicationCall,
   createApp,
-  type DefaultWebSocketSession,
+  DefaultWebSocketSession,
   type ErrorKind,
   permessageDeflate,
   type Route,
@@ -529,5 +529,270 @@ describe("stop() in the middle of h2 handshakes", () => {
     expect(app.sessions.size).toBeLessThanOrEqual(1);
     await within(stopped, 3000, "stop()");
     expect(app.sessions.size).toBe(0);
+  });
+});
+
+describe("odd requests over h2", () => {
+  it("an extended CONNECT whose :protocol is not websocket is refused; any case of websocket is taken", async () => {
+    const { app, url } = await startH2(echo);
+    const peer = await H2Peer.connect(url);
+    for (const protocol of ["connect-udp", "h2c", "websocket2", "web socket"]) {
+      const ws = await peer.open("/echo", { ":protocol": protocol });
+      expect([protocol, ws.status]).toEqual([protocol, 400]);
+    }
+    // Upgrade tokens compare case-insensitively (RFC 9110 §7.8).
+    const upper = await peer.open("/echo", { ":protocol": "WebSocket" });
+    expect(upper.status).toBe(200);
+    await until(() => app.sessions.size === 1, 2000, "one session");
+  });
+
+  it("a CONNECT without sec-websocket-version: 426 naming version 13, no session", async () => {
+    const { app, url } = await startH2(echo);
+    const peer = await H2Peer.connect(url);
+    const stream = peer.session.request({
+      ":method": "CONNECT",
+      ":protocol": "websocket",
+      ":scheme": "https",
+      ":path": "/echo",
+    });
+    const ws = new H2WebSocket(stream);
+    const head = await within(ws.response, 5000, "the answer");
+    expect(head[":status"]).toBe(426);
+    expect(head["sec-websocket-version"]).toBe("13");
+    expect(app.sessions.size).toBe(0);
+  });
+
+  it("headers over maxHeaderSize: the stream is refused, never upgraded; the connection goes on", async () => {
+    const { app, url } = await startH2(echo, { maxHeaderSize: 4096 });
+    const peer = await H2Peer.connect(url);
+    const ws = openRaw(peer, "/echo", { "x-big": "a".repeat(8000) });
+    const code = await within(ws.closed, 5000, "the refusal");
+    expect(ws.status === 431 || code !== h2.NGHTTP2_NO_ERROR).toBe(true);
+    expect(ws.status).not.toBe(200);
+    expect(app.sessions.size).toBe(0);
+    const ok = await peer.open("/echo");
+    expect(ok.status).toBe(200);
+  });
+
+  it("a :path with bad percent-escapes: 400 for a CONNECT and for a GET", async () => {
+    const { app, url } = await startH2((r) => {
+      r.webSocket("/rooms/{id}", async () => {});
+    });
+    const peer = await H2Peer.connect(url);
+    for (const path of ["/rooms/%zz", "/rooms/%E0%A4%A", "/rooms/%C0%AF"]) {
+      const ws = await peer.open(path);
+      expect([path, ws.status]).toEqual([path, 400]);
+      expect((await peer.get(path)).status).toBe(400);
+    }
+    expect(app.sessions.size).toBe(0);
+  });
+
+  it("a GET carrying HTTP/1.1's upgrade and connection headers (forbidden in h2) is reset, never upgraded", async () => {
+    const { app, port, url } = await startH2(echo);
+    const raw = await RawH2.connect(port);
+    const id = raw.headers(
+      [
+        [":method", "GET"],
+        [":scheme", "https"],
+        [":path", "/echo"],
+        [":authority", "127.0.0.1"],
+        ["connection", "Upgrade"],
+        ["upgrade", "websocket"],
+        ["sec-websocket-version", "13"],
+        ["sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="],
+      ],
+      { endStream: true },
+    );
+    const rst = await raw.waitFor((f) => f.stream === id && f.type === H2Frame.RST_STREAM, "the reset");
+    expect(rst.payload.readUInt32BE(0)).toBe(h2.NGHTTP2_PROTOCOL_ERROR);
+    expect(raw.status(id)).toBeUndefined();
+    expect(app.sessions.size).toBe(0);
+    await stillServes(url);
+  });
+
+  it("other methods on a WebSocket route over h2: 405 with Allow; HEAD and GET: 426", async () => {
+    const { url } = await startH2(echo);
+    const peer = await H2Peer.connect(url);
+    for (const method of ["POST", "PUT", "DELETE", "OPTIONS", "PATCH"]) {
+      const got = await peer.get("/echo", { ":method": method });
+      expect([method, got.status]).toEqual([method, 405]);
+      expect(got.headers.allow).toBe("GET, HEAD");
+    }
+    for (const method of ["GET", "HEAD"]) {
+      const got = await peer.get("/echo", { ":method": method });
+      expect([method, got.status]).toEqual([method, 426]);
+      expect(got.headers.upgrade).toBeUndefined();
+      expect(got.headers.connection).toBeUndefined();
+    }
+  });
+});
+
+describe("errors on h2 sessions", () => {
+  it("a handler that throws is reported as 'handler' and its stream is closed with 1011", async () => {
+    const boom = new Error("boom");
+    const { app, url, errors } = await startH2((r) =>
+      r.webSocket("/throw", async (s) => {
+        await s.incoming.next();
+        throw boom;
+      }),
+    );
+    const peer = await H2Peer.connect(url);
+    const ws = await peer.open("/throw");
+    ws.sendText("go");
+    const close = await ws.next();
+    expect(close.opcode).toBe(Opcode.Close);
+    expect(close.payload.readUInt16BE(0)).toBe(1011);
+    expect(errors).toEqual([["handler", boom]]);
+    ws.send(Opcode.Close, closePayload(1011));
+    ws.stream.end();
+    expect(await within(ws.closed, 5000, "stream close")).toBe(h2.NGHTTP2_NO_ERROR);
+    await until(() => app.sessions.size === 0, 2000, "no session left");
+  });
+
+  for (const [what, frame, code] of [
+    ["an unmasked frame", clientFrame(Opcode.Text, "naked", { mask: false }), 1002],
+    ["invalid UTF-8", clientFrame(Opcode.Text, Buffer.from([0xce, 0xba, 0xe1, 0xbd, 0xff])), 1007],
+  ] as const) {
+    it(`${what}: Close ${code}, reported as 'protocol', the stream ends (no reset) and the connection goes on`, async () => {
+      const { app, url, errors } = await startH2(echo);
+      const peer = await H2Peer.connect(url);
+      const ws = await peer.open("/echo");
+      ws.stream.write(frame);
+      const close = await ws.next();
+      expect(close.opcode).toBe(Opcode.Close);
+      expect(close.payload.readUInt16BE(0)).toBe(code);
+      await within(ws.ended, 5000, "the server's END_STREAM");
+      // We answered nothing and kept our side open: the server is done with the stream regardless.
+      await until(() => app.sessions.size === 0, 5000, "no session left");
+      expect(errors.map(([kind]) => kind)).toEqual(["protocol"]);
+      const again = await peer.open("/echo");
+      again.sendText("ok");
+      expect((await again.next()).payload.toString()).toBe("ok");
+    });
+  }
+});
+
+describe("a peer that floods", () => {
+  it("a handler that does not read: h2 flow control stops the peer (memory bounded), unlike an auto WINDOW_UPDATE", async () => {
+    const gate = deferred<Session>();
+    const { url } = await startH2(
+      (r) =>
+        r.webSocket("/deaf", async (s) => {
+          gate.resolve(s as Session);
+          await s.closeReason;
+        }),
+      { incomingBufferLimit: 64 * 1024 },
+    );
+    const peer = await H2Peer.connect(url);
+    const ws = await peer.open("/deaf");
+    await gate.promise;
+    const frame = clientFrame(Opcode.Binary, Buffer.alloc(32 * 1024, 5));
+    let written = 0;
+    for (let i = 0; i < 512; i++) ws.stream.write(frame, () => (written += frame.length));
+    await delay(500);
+    // 16 MiB offered; what left the peer is bounded by the session's limit, node's readable buffer and
+    // the stream's window (256 KiB), not by what the peer wants to send.
+    expect(written).toBeLessThan(2 * 1024 * 1024);
+    expect(ws.stream.writableLength).toBeGreaterThan(10 * 1024 * 1024);
+  });
+
+  it("a publication to an h2 subscriber whose stream is stuck is dropped (slow subscriber), others get it", async () => {
+    const sessions: Session[] = [];
+    const { app, url } = await startH2(
+      (r) =>
+        r.webSocket("/sub", async (s) => {
+          await s.subscribe("news");
+          sessions.push(s as Session);
+          await s.closeReason;
+        }),
+      { outgoingHighWaterMark: 128 * 1024, outgoingBufferLimit: 1024 * 1024 },
+    );
+    const peer = await H2Peer.connect(url);
+    const stuck = await peer.open("/sub");
+    stuck.stream.pause();
+    const fine = await peer.open("/sub");
+    await until(() => sessions.length === 2, 5000, "two subscribers");
+    const big = Buffer.alloc(64 * 1024, 1);
+    let dropped = 0;
+    for (let i = 0; i < 40; i++) {
+      dropped += app.publish("news", big).dropped;
+      await delay(2);
+    }
+    expect(dropped).toBeGreaterThan(0);
+    expect(sessions[0]!.bufferedAmount).toBeLessThan(1024 * 1024);
+    await until(() => fine.frames.length === 40, 5000, "every publication on the stream that reads");
+  });
+});
+
+describe("pseudo-headers", () => {
+  it("an extended CONNECT without :path or :scheme is reset by nghttp2 (RFC 8441 §4), never routed to /", async () => {
+    const { app, port } = await startH2((r) => {
+      r.webSocket("/", async () => {});
+    });
+    const raw = await RawH2.connect(port);
+    const ids = [
+      raw.headers([
+        [":method", "CONNECT"],
+        [":protocol", "websocket"],
+        [":scheme", "https"],
+        [":authority", "127.0.0.1"],
+        ["sec-websocket-version", "13"],
+      ]),
+      raw.headers([
+        [":method", "CONNECT"],
+        [":protocol", "websocket"],
+        [":path", "/"],
+        [":authority", "127.0.0.1"],
+        ["sec-websocket-version", "13"],
+      ]),
+    ];
+    for (const id of ids) {
+      const rst = await raw.waitFor((f) => f.stream === id && f.type === H2Frame.RST_STREAM, `reset #${id}`);
+      expect(rst.payload.readUInt32BE(0)).toBe(h2.NGHTTP2_PROTOCOL_ERROR);
+      expect(raw.status(id)).toBeUndefined();
+    }
+    expect(app.sessions.size).toBe(0);
+  });
+});
+
+describe("HTTP/1.1 on the h2 port", () => {
+  it("a request head that never completes is cut after handshakeTimeout (slowloris), as on a plain server", async () => {
+    const { port } = await startH2(echo, { handshakeTimeout: 500 });
+    const socket = tlsConnect({
+      host: "127.0.0.1",
+      port,
+      ALPNProtocols: ["http/1.1"],
+      rejectUnauthorized: false,
+    });
+    onCleanup(() => socket.destroy());
+    socket.on("error", () => {});
+    await within(new Promise((resolve) => socket.once("secureConnect", resolve)), 5000, "TLS");
+    expect(socket.alpnProtocol).toBe("http/1.1");
+    let answer = "";
+    socket.on("data", (c: Buffer) => (answer += c.toString()));
+    const closed = new Promise((resolve) => socket.once("close", resolve));
+    socket.write("GET /echo HTTP/1.1\r\nHost: x\r\n");
+    // A header line now and then, never the end of the head.
+    const drip = setInterval(() => socket.write("X-Drip: 1\r\n"), 100);
+    onCleanup(() => clearInterval(drip));
+    await within(closed, 4000, "the server to cut the connection");
+    expect(answer).toMatch(/^HTTP\/1\.1 408/);
+  });
+});
+
+describe("a failure after the 200", () => {
+  it("a bug on the upgrade path once the stream was answered resets it (CANCEL), not a clean NO_ERROR end", async () => {
+    const { app, url, errors } = await startH2(echo);
+    const bug = new Error("bug after the 200");
+    const spy = vi.spyOn(DefaultWebSocketSession.prototype, "receiveHead").mockImplementationOnce(() => {
+      throw bug;
+    });
+    onCleanup(() => spy.mockRestore());
+    const peer = await H2Peer.connect(url);
+    const ws = openRaw(peer, "/echo");
+    // The 200 went out before the failure: the peer must not take the end for a clean one.
+    expect(await within(ws.closed, 5000, "the stream's end")).toBe(h2.NGHTTP2_CANCEL);
+    expect(errors).toEqual([["handler", bug]]);
+    await until(() => app.sessions.size === 0, 2000, "no session left");
   });
 });
