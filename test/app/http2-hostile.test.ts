@@ -492,6 +492,25 @@ describe("stop() in the middle of h2 handshakes", () => {
     expect(errors).toEqual([]);
   });
 
+  it("waits for h2 connections only while they have streams: idle ones and finished WebSockets do not hold it", async () => {
+    const { app, url } = await startH2((r) => {
+      echo(r);
+      r.get("/", (call) => call.respondText("hi"));
+    });
+    const idle = await H2Peer.connect(url);
+    expect((await idle.get("/")).status).toBe(200);
+    const busy = await H2Peer.connect(url);
+    const ws = await busy.open("/echo");
+    // This peer answers the server's Close and ends its side, as a WebSocket client must.
+    void ws.next().then(() => {
+      ws.send(Opcode.Close, closePayload(1001));
+      ws.stream.end();
+    });
+    const started = Date.now();
+    await within(app.stop({ grace: 5000 }), 3000, "stop()");
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+
   it("while a refusal's large body is still being written to a peer that does not read it", async () => {
     const { app, url } = await startH2((r) =>
       r.webSocket(
