@@ -483,10 +483,18 @@ export class Application {
     // only when there is a WebSocket route to serve it.
     const hasWebSockets =
       this.host.webSocketsInstalled && this.host.tree.some((entry) => entry.kind === "ws");
+    // node:http2 refuses new streams (RST_STREAM ENHANCE_YOUR_CALM) while a connection's memory is over
+    // maxSessionMemory (default 10 MB), and it counts the data queued on its streams. WebSockets whose
+    // peer reads slowly each hold up to their outgoingHighWaterMark (more for one larger message) there,
+    // within limits the sessions already enforce: with 10 MB, a few such streams made the connection
+    // refuse every new WebSocket and every HTTP request of the page sharing it. Leave room for that.
+    const highWaterMark = this.host.webSocketsInstalled ? this.host.config.session.outgoingHighWaterMark : 0;
+    const maxSessionMemory = 10 + Math.ceil((maxConcurrentStreams * highWaterMark) / 1_000_000);
     const server = createSecureServer(
       {
         ...(tls as object),
         allowHTTP1: true,
+        maxSessionMemory,
         settings: {
           enableConnectProtocol: hasWebSockets,
           maxConcurrentStreams,

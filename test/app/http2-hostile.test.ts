@@ -815,3 +815,31 @@ describe("a failure after the 200", () => {
     await until(() => app.sessions.size === 0, 2000, "no session left");
   });
 });
+
+describe("default limits on one shared connection", () => {
+  it("streams stuck with megabytes queued do not make the connection refuse new WebSockets and requests", async () => {
+    const sessions: Session[] = [];
+    const { url } = await startH2((r) => {
+      r.webSocket("/push", async (s) => {
+        sessions.push(s as Session);
+        await s.closeReason;
+      });
+      r.get("/page", (call) => call.respondText("page"));
+      echo(r);
+    });
+    const peer = await H2Peer.connect(url);
+    const stuck = await Promise.all(Array.from({ length: 12 }, () => peer.open("/push")));
+    for (const ws of stuck) ws.stream.pause();
+    await until(() => sessions.length === 12, 5000, "twelve sessions");
+    // Within each session's limits (1 MiB high-water mark, 16 MiB buffer limit): 12 MB on the streams.
+    const message = Buffer.alloc(1024 * 1024, 7);
+    for (const s of sessions) for (let i = 0; i < 3; i++) s.send(message).catch(() => {});
+    await delay(200);
+    // node:http2's default maxSessionMemory (10 MB) refused these with ENHANCE_YOUR_CALM.
+    const fresh = await peer.open("/echo");
+    expect(fresh.status).toBe(200);
+    fresh.sendText("room for me");
+    expect((await fresh.next()).payload.toString()).toBe("room for me");
+    expect((await peer.get("/page")).body).toBe("page");
+  });
+});
