@@ -843,3 +843,27 @@ describe("default limits on one shared connection", () => {
     expect((await peer.get("/page")).body).toBe("page");
   });
 });
+
+describe("the peer's GOAWAY", () => {
+  it("NO_ERROR: its open WebSockets go on to their end; an error code: they end 1006 at once", async () => {
+    const { app, url, errors } = await startH2(echo);
+    const polite = await H2Peer.connect(url);
+    const ws = await polite.open("/echo");
+    await until(() => app.sessions.size === 1, 5000, "the session");
+    polite.session.goaway(h2.NGHTTP2_NO_ERROR);
+    await delay(50);
+    ws.sendText("after goaway");
+    expect((await ws.next()).payload.toString()).toBe("after goaway");
+
+    const rude = await H2Peer.connect(url);
+    const doomed = await Promise.all([rude.open("/echo"), rude.open("/echo")]);
+    expect(doomed.every((d) => d.status === 200)).toBe(true);
+    await until(() => app.sessions.size === 3, 5000, "three sessions");
+    const [, ...theirs] = [...app.sessions];
+    rude.session.goaway(h2.NGHTTP2_INTERNAL_ERROR);
+    const codes = await within(Promise.all(theirs.map((s) => s.closeReason)), 5000, "their ends");
+    expect(codes.map((c) => c.code)).toEqual([1006, 1006]);
+    expect(app.sessions.size).toBe(1);
+    expect(errors).toEqual([]);
+  });
+});
