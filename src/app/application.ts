@@ -483,10 +483,18 @@ export class Application {
     // only when there is a WebSocket route to serve it.
     const hasWebSockets =
       this.host.webSocketsInstalled && this.host.tree.some((entry) => entry.kind === "ws");
+    // node:http2 refuses new streams (RST_STREAM ENHANCE_YOUR_CALM) while a connection's memory is over
+    // maxSessionMemory (default 10 MB), and it counts the data queued on its streams. WebSockets whose
+    // peer reads slowly each hold up to their outgoingHighWaterMark (more for one larger message) there,
+    // within limits the sessions already enforce: with 10 MB, a few such streams made the connection
+    // refuse every new WebSocket and every HTTP request of the page sharing it. Leave room for that.
+    const highWaterMark = this.host.webSocketsInstalled ? this.host.config.session.outgoingHighWaterMark : 0;
+    const maxSessionMemory = 10 + Math.ceil((maxConcurrentStreams * highWaterMark) / 1_000_000);
     const server = createSecureServer(
       {
         ...(tls as object),
         allowHTTP1: true,
+        maxSessionMemory,
         settings: {
           enableConnectProtocol: hasWebSockets,
           maxConcurrentStreams,
@@ -532,9 +540,16 @@ export class Application {
     for (const socket of this.host.inHook) refuse(socket, 503, "Server shutting down\n");
     const sessions = [...this.liveSessions];
     for (const s of sessions) s.goAway();
+    // HTTP/2 connections close by themselves once their streams are done (GOAWAY above). Waited for
+    // like sessions: destroyed at once, they would drop what is still queued on them, such as the 503
+    // just given to the handshakes in beforeUpgrade (the peer would see a dead connection instead).
+    const h2Closed = [...this.h2Sessions].map(
+      (session) =>
+        new Promise<void>((resolve) => (session.destroyed ? resolve() : session.once("close", resolve))),
+    );
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
-      Promise.all(sessions.map((s) => s.closeReason)),
+      Promise.all([...sessions.map((s) => s.closeReason), ...h2Closed]),
       new Promise((resolve) => {
         timer = setTimeout(resolve, grace);
       }),

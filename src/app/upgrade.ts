@@ -22,6 +22,7 @@ import {
   type TopicRegistry,
   type WebSocketSession,
 } from "../session/index.js";
+import { abortTransport } from "../session/socket-output.js";
 import { type ApplicationCall, Rejection, UpgradeCall } from "./call.js";
 import type { RouteEntry } from "./route-builder.js";
 import { STATUS_TEXT } from "./status-text.js";
@@ -86,7 +87,9 @@ export function refuse(
 ): void {
   if (socket.destroyed || socket.writableEnded) return;
   if (isHttp2Stream(socket)) {
-    if (socket.headersSent) return void socket.destroy();
+    // Answered 200 already (a failure after the handshake): reset with CANCEL. A bare destroy() resets
+    // with NO_ERROR, which the peer takes for a clean end of its WebSocket.
+    if (socket.headersSent) return abortTransport(socket);
     const h2: Record<string, string | number> = {
       ":status": status,
       "content-type": "text/plain; charset=utf-8",
