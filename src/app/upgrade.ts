@@ -105,7 +105,17 @@ export function refuse(
     socket.end(errorResponse(status, STATUS_TEXT[status] ?? "Error", body, headers));
   }
   // A client that never reads its answer must not hold the socket (or the stream).
-  setTimeout(() => socket.destroy(), 1000).unref();
+  setTimeout(() => dropRefused(socket), 1000).unref();
+}
+
+/**
+ * Ends a refused upgrade's connection (or stream) after its grace second. An HTTP/2 stream whose answer
+ * did not all go out is reset with CANCEL: the NO_ERROR of a bare destroy() would tell the peer that the
+ * truncated body was complete.
+ */
+function dropRefused(socket: Duplex): void {
+  if (isHttp2Stream(socket) && !socket.writableFinished) abortTransport(socket);
+  else socket.destroy();
 }
 
 /**
@@ -203,19 +213,29 @@ export async function upgrade(
   }
   const sessionOptions = entry.raw ? { ...options, pingPeriod: 0 } : options;
   const Session = entry.raw ? RawWebSocketSession : DefaultWebSocketSession;
-  const session = new Session<UpgradeCall, unknown>(socket, connection, sessionOptions, {
-    call,
-    data,
-    hooks: host.sessionHooks,
-    extensions: negotiated.accepted,
-    protocol: entry.protocol,
-    codec: negotiated.createCodec?.(),
-    scheduler: host.scheduler,
-    topics: host.topics,
-  }) as unknown as AnySession;
-  if (!config.keepRequest) call.releaseRequest();
-  host.sessionStarted(session);
-  session.receiveHead(head);
+  let session: AnySession | undefined;
+  try {
+    session = new Session<UpgradeCall, unknown>(socket, connection, sessionOptions, {
+      call,
+      data,
+      hooks: host.sessionHooks,
+      extensions: negotiated.accepted,
+      protocol: entry.protocol,
+      codec: negotiated.createCodec?.(),
+      scheduler: host.scheduler,
+      topics: host.topics,
+    }) as unknown as AnySession;
+    if (!config.keepRequest) call.releaseRequest();
+    host.sessionStarted(session);
+    session.receiveHead(head);
+  } catch (error) {
+    // The peer has its 101 (or 200) and reads WebSocket frames from here: an HTTP 500 would be garbage
+    // in its byte stream. Drop the connection (1006 on its side) and report the bug.
+    host.reportError(error, "handler");
+    if (session) session.terminate();
+    else abortTransport(socket);
+    return;
+  }
   runHandler(session, entry.handler as unknown as (s: AnySession) => unknown);
 }
 

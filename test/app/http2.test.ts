@@ -275,6 +275,18 @@ describe("an extended CONNECT stream", () => {
     expect((await ws.next()).payload.toString()).toBe("still");
   });
 
+  it("a refusal whose body the peer does not read is reset with CANCEL after a second, not ended cleanly", async () => {
+    const body = "x".repeat(2 * 1024 * 1024);
+    const { url } = await startH2((r) =>
+      r.webSocket("/big-no", { beforeUpgrade: (call) => call.reject(403, body) }, async () => {}),
+    );
+    const peer = await H2Peer.connect(url);
+    const ws = await peer.open("/big-no");
+    ws.stream.pause();
+    expect(ws.status).toBe(403);
+    expect(await within(ws.closed, 5000, "the reset")).toBe(h2.NGHTTP2_CANCEL);
+  });
+
   it("negotiates permessage-deflate over h2", async () => {
     const { url } = await startH2(echo, { extensions: [permessageDeflate({ threshold: 0 })] });
     const peer = await H2Peer.connect(url);

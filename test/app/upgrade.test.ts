@@ -1,6 +1,7 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { DefaultWebSocketSession } from "../../src/index.js";
 import { startApp } from "../helpers/app.js";
-import { cleanup } from "../helpers/cleanup.js";
+import { cleanup, onCleanup } from "../helpers/cleanup.js";
 import { openSocket, upgradeHeaders, upgradeRequest } from "../helpers/http.js";
 import { clientFrame, RawClient } from "../helpers/raw-client.js";
 import { deferred, within } from "../helpers/wait.js";
@@ -398,5 +399,30 @@ describe("session.call after the handshake", () => {
       header: "yes",
       method: "GET",
     });
+  });
+});
+
+describe("a failure after the 101", () => {
+  it("drops the connection and reports the bug, never writing an HTTP 500 into the WebSocket stream", async () => {
+    const { port, errors } = await startApp((r) => r.webSocket("/echo", async () => {}));
+    const bug = new Error("bug after the 101");
+    const spy = vi.spyOn(DefaultWebSocketSession.prototype, "receiveHead").mockImplementationOnce(() => {
+      throw bug;
+    });
+    onCleanup(() => spy.mockRestore());
+    const socket = await openSocket(port);
+    const chunks: Buffer[] = [];
+    socket.on("data", (c: Buffer) => chunks.push(c));
+    socket.on("error", () => {});
+    const closed = new Promise((resolve) => socket.once("close", resolve));
+    let head = `GET /echo HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n`;
+    for (const [name, value] of Object.entries(upgradeHeaders())) head += `${name}: ${value}\r\n`;
+    socket.write(`${head}\r\n`);
+    await within(closed, 5000, "the connection's end");
+    const bytes = Buffer.concat(chunks).toString("latin1");
+    expect(bytes.startsWith("HTTP/1.1 101 ")).toBe(true);
+    expect(bytes).not.toContain("HTTP/1.1 500");
+    expect(bytes.slice(bytes.indexOf("\r\n\r\n") + 4)).toBe("");
+    expect(errors.map((e) => [e.kind, e.error])).toEqual([["handler", bug]]);
   });
 });
