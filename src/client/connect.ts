@@ -186,7 +186,22 @@ function nonNegativeInteger(name: string, value: unknown, fallback: number): num
   return value;
 }
 
+/** What `{}` resolves to: the same every time, so made once (its objects are never written to). */
+let resolvedDefaults: Resolved | undefined;
+
 function resolveOptions(options: ClientOptions): Resolved {
+  for (const _ in options) return resolveGiven(options);
+  if (resolvedDefaults === undefined) {
+    const o = resolveGiven({});
+    Object.freeze(o.session);
+    Object.freeze(o.headers);
+    Object.freeze(o.protocols);
+    resolvedDefaults = Object.freeze(o);
+  }
+  return resolvedDefaults;
+}
+
+function resolveGiven(options: ClientOptions): Resolved {
   let session: SessionOptions;
   try {
     session = resolveSessionOptions(options);
