@@ -1,5 +1,5 @@
 import { Buffer } from "node:buffer";
-import { createHash } from "node:crypto";
+import * as crypto from "node:crypto";
 import { HandshakeError, type HandshakeErrorCode } from "./errors.js";
 import {
   type ExtensionOffer,
@@ -135,11 +135,16 @@ function trimmed(value: HeaderValue): string | undefined {
   return typeof value === "string" ? value.trim() : undefined;
 }
 
+/** crypto.hash (Node 20.12+, 21.7+): a one-shot digest without a Hash object; createHash before it. */
+const oneShotHash = (crypto as { hash?: (algorithm: string, data: string, encoding: "base64") => string })
+  .hash;
+
 /** Sec-WebSocket-Accept for a key: base64(SHA-1(key + GUID)) (§4.2.2). */
 export function computeAccept(key: string): string {
-  return createHash("sha1")
-    .update(key + WEBSOCKET_GUID)
-    .digest("base64");
+  const data = key + WEBSOCKET_GUID;
+  return oneShotHash !== undefined
+    ? oneShotHash("sha1", data, "base64")
+    : crypto.createHash("sha1").update(data).digest("base64");
 }
 
 /** A new Sec-WebSocket-Key from 16 random bytes (§4.1), for clients. */
