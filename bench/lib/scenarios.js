@@ -97,6 +97,38 @@ export function scenarios(quick) {
       value: (r) => r.perSecond,
       splittable: "conns",
     },
+    // The same echo as the work grows (cost per message should stay flat): 1,000 and 10,000 connections.
+    ...(quick
+      ? []
+      : [1000, 10_000].map((conns) => ({
+          id: `echo-32B-${conns / 1000}k`,
+          short: `echo 32 B, ${conns / 1000}k conns`,
+          title: `echo 32 B binary, ${conns.toLocaleString("en")} conns x 8 in flight`,
+          unit: "msgs/s",
+          better: /** @type {const} */ ("higher"),
+          type: /** @type {const} */ ("load"),
+          columns: PLAIN,
+          load: {
+            mode: /** @type {const} */ ("echo"),
+            conns,
+            inflight: 8,
+            size: 32,
+            kind: /** @type {const} */ ("binary"),
+          },
+          value: (/** @type {any} */ r) => r.perSecond,
+          splittable: /** @type {const} */ ("conns"),
+        }))),
+    {
+      id: "pingpong-32B-100",
+      short: "ping-pong 32 B, 100 conns",
+      title: "ping-pong 32 B, 100 conns x 1 in flight",
+      unit: "round trips/s",
+      better: "higher",
+      type: "load",
+      columns: PLAIN,
+      load: { mode: "echo", conns: 100, inflight: 1, size: 32, kind: "binary" },
+      value: (r) => r.perSecond,
+    },
     {
       id: "pingpong-32B",
       short: "ping-pong 32 B",
