@@ -9,51 +9,25 @@ import { connect as netConnect } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import {
-  type Application,
   type ApplicationCall,
-  createApp,
   DefaultWebSocketSession,
-  type ErrorKind,
   permessageDeflate,
   type Route,
   SessionError,
-  WebSockets,
-  type WebSocketsOptions,
 } from "../../src/index.js";
 import { Opcode } from "../../src/protocol/index.js";
 import { cleanup, onCleanup } from "../helpers/cleanup.js";
+import { echoRoute, startH2 } from "../helpers/h2-app.js";
 import { H2Peer, H2WebSocket } from "../helpers/h2-peer.js";
 import { clientFrame, closePayload } from "../helpers/raw-client.js";
 import { H2Frame, RawH2 } from "../helpers/raw-h2.js";
-import { selfSignedCert } from "../helpers/tls.js";
 import { deferred, delay, until, within } from "../helpers/wait.js";
 
 afterEach(cleanup);
 
-const tls = selfSignedCert("IP:127.0.0.1,DNS:localhost");
+const echo = echoRoute;
 
 type Session = DefaultWebSocketSession<ApplicationCall, unknown>;
-type Http2Option = Exclude<Parameters<Application["listen"]>[0], undefined>["http2"];
-
-async function startH2(
-  build: (route: Route<"">) => void,
-  options: WebSocketsOptions = {},
-  http2: Http2Option = true,
-): Promise<{ app: Application; url: string; port: number; errors: Array<[ErrorKind, unknown]> }> {
-  const errors: Array<[ErrorKind, unknown]> = [];
-  const app = createApp()
-    .install(WebSockets, options)
-    .onError((error, kind) => errors.push([kind, error]));
-  app.routing(build);
-  const { url, port } = await app.listen({ tls, http2 });
-  onCleanup(() => app.stop({ grace: 0 }));
-  return { app, url, port, errors };
-}
-
-const echo = (r: Route<"">) =>
-  r.webSocket("/echo", async (s) => {
-    for await (const m of s.incoming) await s.send(m);
-  });
 
 /** A CONNECT stream opened without waiting for its answer. */
 function openRaw(peer: H2Peer, path: string, headers: Record<string, string> = {}): H2WebSocket {

@@ -11,51 +11,25 @@ import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import {
   AppError,
-  type Application,
   type ApplicationCall,
   createApp,
   type DefaultWebSocketSession,
   permessageDeflate,
-  type Route,
   WebSockets,
-  type WebSocketsOptions,
 } from "../../src/index.js";
 import { Opcode } from "../../src/protocol/index.js";
 import { cleanup, onCleanup } from "../helpers/cleanup.js";
+import { echoRoute, h2Tls, startH2 } from "../helpers/h2-app.js";
 import { H2Peer } from "../helpers/h2-peer.js";
 import { closePayload } from "../helpers/raw-client.js";
-import { selfSignedCert } from "../helpers/tls.js";
 import { deferred, delay, until, within } from "../helpers/wait.js";
 
 afterEach(cleanup);
 
-const tls = selfSignedCert("IP:127.0.0.1,DNS:localhost");
+const tls = h2Tls;
+const echo = echoRoute;
 
 type Session = DefaultWebSocketSession<ApplicationCall, unknown>;
-
-async function startH2(
-  build: (route: Route<"">) => void,
-  options: WebSocketsOptions = {},
-  http2: Parameters<Application["listen"]>[0] extends infer O
-    ? O extends { http2?: infer H }
-      ? H
-      : never
-    : never = true,
-): Promise<{ app: Application; url: string; port: number; errors: unknown[] }> {
-  const errors: unknown[] = [];
-  const app = createApp()
-    .install(WebSockets, options)
-    .onError((error) => errors.push(error));
-  app.routing(build);
-  const { url, port } = await app.listen({ tls, http2 });
-  onCleanup(() => app.stop({ grace: 0 }));
-  return { app, url, port, errors };
-}
-
-const echo = (r: Route<"">) =>
-  r.webSocket("/echo", async (s) => {
-    for await (const m of s.incoming) await s.send(m);
-  });
 
 describe("listen({ tls, http2 })", () => {
   it("advertises extended CONNECT only when the app has WebSocket routes", async () => {
