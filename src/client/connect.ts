@@ -316,6 +316,18 @@ export const handshakeError = (
   cause?: unknown,
 ): HandshakeError => new HandshakeError(code, 0, message, {}, cause === undefined ? {} : { cause });
 
+/** @internal The handshake's deadline: `fail` gets HANDSHAKE_TIMEOUT after `handshakeTimeout` ms (0: none). */
+export function handshakeDeadline(
+  o: Resolved,
+  fail: (error: HandshakeError) => void,
+): NodeJS.Timeout | undefined {
+  if (o.handshakeTimeout <= 0) return undefined;
+  return setTimeout(
+    () => fail(handshakeError("HANDSHAKE_TIMEOUT", `no handshake within ${o.handshakeTimeout} ms`)),
+    o.handshakeTimeout,
+  );
+}
+
 /** The response's headers, names in lower case, repeated values joined with ", ". */
 export function flatHeaders(headers: IncomingHttpHeaders): Record<string, string> {
   const out: Record<string, string> = {};
@@ -373,12 +385,7 @@ async function openSession(input: string | URL, options: ClientOptions): Promise
       settle(handshakeError("ABORTED", "the handshake was aborted", signal?.reason ?? undefined));
     if (signal?.aborted) return onAbort();
     signal?.addEventListener("abort", onAbort, { once: true });
-    if (o.handshakeTimeout > 0) {
-      timer = setTimeout(
-        () => settle(handshakeError("HANDSHAKE_TIMEOUT", `no handshake within ${o.handshakeTimeout} ms`)),
-        o.handshakeTimeout,
-      );
-    }
+    timer = handshakeDeadline(o, settle);
 
     const attempt = (url: URL, headers: Record<string, string | readonly string[]>, redirects: number) => {
       const key = generateKey(randomFill);
@@ -761,11 +768,7 @@ export function connectOver(
     };
     if (signal?.aborted) return onAbort();
     signal?.addEventListener("abort", onAbort, { once: true });
-    if (o.handshakeTimeout > 0)
-      timer = setTimeout(
-        () => fail(handshakeError("HANDSHAKE_TIMEOUT", `no handshake within ${o.handshakeTimeout} ms`)),
-        o.handshakeTimeout,
-      );
+    timer = handshakeDeadline(o, fail);
     socket.on("data", onData);
     socket.on("end", onEnd);
     socket.on("close", onEnd);

@@ -24,6 +24,7 @@ import {
   acceptExtensions,
   type ClientSession,
   flatHeaders,
+  handshakeDeadline,
   handshakeError,
   type Resolved,
   readBody,
@@ -302,11 +303,7 @@ export function openHttp2Session(url: URL, o: Resolved): Promise<ClientSession> 
 
     if (signal?.aborted) return onAbort();
     signal?.addEventListener("abort", onAbort, { once: true });
-    if (o.handshakeTimeout > 0)
-      timer = setTimeout(
-        () => fail(handshakeError("HANDSHAKE_TIMEOUT", `no handshake within ${o.handshakeTimeout} ms`)),
-        o.handshakeTimeout,
-      );
+    timer = handshakeDeadline(o, fail);
     try {
       connection = lease(url, o);
     } catch (error) {
