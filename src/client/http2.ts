@@ -269,6 +269,55 @@ const RST_NAMES = [
   "HTTP_1_1_REQUIRED",
 ];
 
+/** Streams this client has open (or is opening) on a connection, and the connects waiting for one to end. */
+interface StreamSlots {
+  open: number;
+  readonly waiting: Array<() => void>;
+}
+const streamSlots = new WeakMap<ClientHttp2Session, StreamSlots>();
+
+/**
+ * Runs `start` once the connection has room for one more stream under the server's
+ * SETTINGS_MAX_CONCURRENT_STREAMS; `start` must call `streamEnded` when its stream is done (or was not
+ * opened). node:http2 itself queues a stream over the limit on Node 20 but sends it anyway on Node 24,
+ * where the server refuses it (ENHANCE_YOUR_CALM): waiting here behaves the same on both. Returns a
+ * function that gives up the wait. Streams the caller opened on its own session are not counted.
+ */
+function whenStreamSlot(h2: ClientHttp2Session, start: () => void): () => void {
+  let slots = streamSlots.get(h2);
+  if (slots === undefined) {
+    const created: StreamSlots = { open: 0, waiting: [] };
+    slots = created;
+    streamSlots.set(h2, created);
+    // A connection that goes: the waiting connects fail at once (start sees it closed).
+    h2.once("close", () => {
+      for (const next of created.waiting.splice(0)) next();
+    });
+  }
+  const s = slots;
+  const go = () => {
+    s.open++;
+    start();
+  };
+  if (s.open < (h2.remoteSettings.maxConcurrentStreams ?? Number.POSITIVE_INFINITY) || h2.closed) {
+    go();
+    return noop;
+  }
+  s.waiting.push(go);
+  return () => {
+    const i = s.waiting.indexOf(go);
+    if (i >= 0) s.waiting.splice(i, 1);
+  };
+}
+
+/** A stream counted by whenStreamSlot is done: the next waiting connect may open its own. */
+function streamEnded(h2: ClientHttp2Session): void {
+  const slots = streamSlots.get(h2);
+  if (slots === undefined) return;
+  slots.open--;
+  slots.waiting.shift()?.();
+}
+
 /**
  * @internal `connect` with the `http2` option: the extended CONNECT on a stream of the caller's or a
  * pooled connection, and the session on that stream once the server answered 200.
@@ -279,6 +328,8 @@ export function openHttp2Session(url: URL, o: Resolved): Promise<ClientSession> 
     let timer: NodeJS.Timeout | undefined;
     let connection: Lease | undefined;
     let stream: ClientHttp2Stream | undefined;
+    /** Gives up waiting for a stream slot (see whenStreamSlot). */
+    let cancelWait: (() => void) | undefined;
     const signal = o.signal;
     const finish = () => {
       settled = true;
@@ -292,6 +343,7 @@ export function openHttp2Session(url: URL, o: Resolved): Promise<ClientSession> 
       if (stream !== undefined) {
         if (!stream.destroyed) stream.close(constants.NGHTTP2_CANCEL);
       } else {
+        cancelWait?.();
         connection?.release();
       }
       reject(error);
@@ -311,7 +363,39 @@ export function openHttp2Session(url: URL, o: Resolved): Promise<ClientSession> 
     }
     const h2 = connection.session;
 
-    const onStreamError = (error: Error) => failed("the HTTP/2 stream", error);
+    let answered = false;
+    let refusals = 0;
+    /**
+     * A stream the server refused before answering it (REFUSED_STREAM, which RFC 9113 §8.7 says is safe
+     * to retry, or ENHANCE_YOUR_CALM, which node:http2 on Node 24 sends for a stream over its limit when
+     * it has not yet counted one that just closed) is opened again after 20, 40, 80, 160 and 320 ms,
+     * within the handshake's deadline.
+     */
+    const retryRefused = (s: ClientHttp2Stream): boolean => {
+      const code = s.rstCode;
+      if (answered || settled || refusals >= 5 || h2.closed || h2.destroyed) return false;
+      if (code !== constants.NGHTTP2_REFUSED_STREAM && code !== constants.NGHTTP2_ENHANCE_YOUR_CALM)
+        return false;
+      refusals++;
+      stream = undefined;
+      setTimeout(
+        () => {
+          if (!settled) cancelWait = whenStreamSlot(h2, openStream);
+        },
+        10 * 2 ** refusals,
+      );
+      return true;
+    };
+    const onStreamError = (error: Error) => {
+      // A refusal that will be retried: its 'close' decides.
+      const code = stream?.rstCode;
+      if (
+        !answered &&
+        (code === constants.NGHTTP2_REFUSED_STREAM || code === constants.NGHTTP2_ENHANCE_YOUR_CALM)
+      )
+        return;
+      failed("the HTTP/2 stream", error);
+    };
     const onStreamClose = () => {
       const code = stream?.rstCode ?? 0;
       fail(
@@ -332,7 +416,6 @@ export function openHttp2Session(url: URL, o: Resolved): Promise<ClientSession> 
         if (status === 200)
           return fail(new HandshakeError(checked.error.code, status, checked.error.message, flat));
         // A refusal: its body, up to the limit, as over HTTP/1.1.
-        s.off("close", onStreamClose);
         s.off("error", onStreamError);
         s.on("error", noop);
         readBody(s, (body, truncated) =>
@@ -348,7 +431,6 @@ export function openHttp2Session(url: URL, o: Resolved): Promise<ClientSession> 
       const accepted = acceptExtensions(status, flat, checked.value, url, o);
       if (accepted instanceof HandshakeError) return fail(accepted);
       finish();
-      s.off("close", onStreamClose);
       s.off("error", onStreamError);
       let session: ClientSession;
       try {
@@ -358,6 +440,34 @@ export function openHttp2Session(url: URL, o: Resolved): Promise<ClientSession> 
         return reject(error);
       }
       resolve(session);
+    };
+
+    const openStream = (): void => {
+      cancelWait = undefined;
+      if (settled) return streamEnded(h2);
+      if (h2.closed || h2.destroyed) {
+        streamEnded(h2);
+        return fail(handshakeError("CONNECT_FAILED", `the HTTP/2 connection to ${url.host} is closed`));
+      }
+      let s: ClientHttp2Stream;
+      try {
+        s = h2.request(connectHeaders(url, o), { endStream: false });
+      } catch (error) {
+        streamEnded(h2);
+        return failed("the HTTP/2 request", error as Error);
+      }
+      stream = s;
+      s.on("error", onStreamError);
+      s.once("close", () => {
+        streamEnded(h2);
+        if (retryRefused(s)) return; // the lease stays with the retry
+        connection.release();
+        if (!answered) onStreamClose();
+      });
+      s.once("response", (headers: Http2IncomingHeaders) => {
+        answered = true;
+        onResponse(headers);
+      });
     };
 
     settingsKnown(h2).then(
@@ -372,17 +482,7 @@ export function openHttp2Session(url: URL, o: Resolved): Promise<ClientSession> 
               `${url.host} does not enable the extended CONNECT (SETTINGS_ENABLE_CONNECT_PROTOCOL, RFC 8441) on HTTP/2`,
             ),
           );
-        let s: ClientHttp2Stream;
-        try {
-          s = h2.request(connectHeaders(url, o), { endStream: false });
-        } catch (error) {
-          return failed("the HTTP/2 request", error as Error);
-        }
-        stream = s;
-        s.once("close", connection.release);
-        s.on("error", onStreamError);
-        s.once("close", onStreamClose);
-        s.once("response", onResponse);
+        cancelWait = whenStreamSlot(h2, openStream);
       },
       (error: Error) => failed("the HTTP/2 connection", error),
     );
