@@ -198,6 +198,11 @@ export class Application {
     return this.liveSessions;
   }
 
+  /** Whether the app has a WebSocket route to serve (so HTTP/2 may advertise extended CONNECT). */
+  private get servesWebSockets(): boolean {
+    return this.host.webSocketsInstalled && this.host.tree.some((entry) => entry.kind === "ws");
+  }
+
   private webSocketsConfig(): WebSocketsConfig {
     const config = this.plugins.get(WebSockets.key) as WebSocketsConfig | undefined;
     if (!config)
@@ -368,8 +373,7 @@ export class Application {
     server.on("upgrade", this.handleUpgrade);
     if (isHttp2Server(server)) {
       server.on("connect", this.handleConnect);
-      if (this.host.webSocketsInstalled && this.host.tree.some((entry) => entry.kind === "ws"))
-        server.updateSettings({ enableConnectProtocol: true });
+      if (this.servesWebSockets) server.updateSettings({ enableConnectProtocol: true });
     }
     this.server ??= server;
     this.pubsub.start();
@@ -460,29 +464,12 @@ export class Application {
     options: Http2Options,
     http1: { maxHeaderSize: number; headersTimeout: number; requestTimeout: number },
   ): Http2SecureServer {
-    const maxConcurrentStreams = options.maxConcurrentStreams ?? HTTP2_DEFAULTS.maxConcurrentStreams;
-    const initialWindowSize = options.initialWindowSize ?? HTTP2_DEFAULTS.initialWindowSize;
-    if (
-      !Number.isInteger(maxConcurrentStreams) ||
-      maxConcurrentStreams < 1 ||
-      maxConcurrentStreams > 2 ** 31 - 1
-    )
-      throw new AppError(
-        "INVALID_OPTION",
-        `http2.maxConcurrentStreams: an integer from 1, not ${maxConcurrentStreams}`,
-      );
-    if (!Number.isInteger(initialWindowSize) || initialWindowSize < 65_535 || initialWindowSize > 2 ** 31 - 1)
-      throw new AppError(
-        "INVALID_OPTION",
-        `http2.initialWindowSize: an integer from 65535 to 2^31-1, not ${initialWindowSize}`,
-      );
-    const idleTimeout = options.idleTimeout ?? HTTP2_DEFAULTS.idleTimeout;
-    if (!Number.isInteger(idleTimeout) || idleTimeout < 0 || idleTimeout > 2 ** 31 - 1)
-      throw new AppError("INVALID_OPTION", `http2.idleTimeout: milliseconds from 0, not ${idleTimeout}`);
+    const maxConcurrentStreams = http2Option(options, "maxConcurrentStreams", 1);
+    const initialWindowSize = http2Option(options, "initialWindowSize", 65_535);
+    const idleTimeout = http2Option(options, "idleTimeout", 0);
     // Browsers do not fall back to HTTP/1.1 when an advertised extended CONNECT fails: advertise it
     // only when there is a WebSocket route to serve it.
-    const hasWebSockets =
-      this.host.webSocketsInstalled && this.host.tree.some((entry) => entry.kind === "ws");
+    const hasWebSockets = this.servesWebSockets;
     // node:http2 refuses new streams (RST_STREAM ENHANCE_YOUR_CALM) while a connection's memory is over
     // maxSessionMemory (default 10 MB), and it counts the data queued on its streams. WebSockets whose
     // peer reads slowly each hold up to their outgoingHighWaterMark (more for one larger message) there,
@@ -566,6 +553,14 @@ export class Application {
     await Promise.all([closed, ...left.map((s) => s.closeReason)]);
     await this.pubsub.stop();
   }
+}
+
+/** An HTTP/2 option, or its default: an integer from `min` to 2³¹−1, else `AppError` `INVALID_OPTION`. */
+function http2Option(options: Http2Options, name: keyof Http2Options, min: number): number {
+  const value = options[name] ?? HTTP2_DEFAULTS[name];
+  if (!Number.isInteger(value) || value < min || value > 2 ** 31 - 1)
+    throw new AppError("INVALID_OPTION", `http2.${name}: an integer from ${min} to 2^31-1, not ${value}`);
+  return value;
 }
 
 /** node:http2's servers: they alone have `updateSettings` (node:http2 does not export their classes). */
