@@ -310,6 +310,11 @@ function whenStreamSlot(h2: ClientHttp2Session, start: () => void): () => void {
   };
 }
 
+/** RST_STREAM codes of a stream the server did not take up, which `connect` sends again. */
+function refusedUnanswered(code: number | undefined): boolean {
+  return code === constants.NGHTTP2_REFUSED_STREAM || code === constants.NGHTTP2_ENHANCE_YOUR_CALM;
+}
+
 /** A stream counted by whenStreamSlot is done: the next waiting connect may open its own. */
 function streamEnded(h2: ClientHttp2Session): void {
   const slots = streamSlots.get(h2);
@@ -374,8 +379,7 @@ export function openHttp2Session(url: URL, o: Resolved): Promise<ClientSession> 
     const retryRefused = (s: ClientHttp2Stream): boolean => {
       const code = s.rstCode;
       if (answered || settled || refusals >= 5 || h2.closed || h2.destroyed) return false;
-      if (code !== constants.NGHTTP2_REFUSED_STREAM && code !== constants.NGHTTP2_ENHANCE_YOUR_CALM)
-        return false;
+      if (!refusedUnanswered(code)) return false;
       refusals++;
       stream = undefined;
       setTimeout(
@@ -387,13 +391,9 @@ export function openHttp2Session(url: URL, o: Resolved): Promise<ClientSession> 
       return true;
     };
     const onStreamError = (error: Error) => {
-      // A refusal that will be retried: its 'close' decides.
+      // A refusal: its 'close' decides (sent again, or failed naming the code).
       const code = stream?.rstCode;
-      if (
-        !answered &&
-        (code === constants.NGHTTP2_REFUSED_STREAM || code === constants.NGHTTP2_ENHANCE_YOUR_CALM)
-      )
-        return;
+      if (!answered && refusedUnanswered(code)) return;
       failed("the HTTP/2 stream", error);
     };
     const onStreamClose = () => {

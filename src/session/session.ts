@@ -72,8 +72,8 @@ const PAUSED_FAILED = 8;
 export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unknown, D = unknown>
   extends SessionWriter
   // Also the owner its queues call back (IncomingQueueOwner, DecoderOwner, OutboundSink, Flushable) and a
-  // TimerEntry of its scheduler's TimerLists: those
-  // methods are internal, so the interfaces are met structurally rather than declared here.
+  // TimerEntry of its scheduler's TimerLists: those methods are internal, so the interfaces are met
+  // structurally rather than declared here.
   implements SessionHandle<C>
 {
   /** Per-session user data, from the route's `beforeUpgrade` hook. */
