@@ -1,7 +1,7 @@
 /**
  * The test host: runs an application's WebSocket routes (handshake, routing, plugins, codec) against
- * client sessions over in-memory streams, or over TCP, with timed expectations. See README, "Testing
- * your routes".
+ * client sessions over in-memory streams, or over TCP, with timed expectations, and sends HTTP
+ * requests to its HTTP routes the same ways. See README, "Testing your routes".
  */
 export { MemoryEnd, memoryPair } from "./memory-pair.js";
 export {
@@ -11,6 +11,12 @@ export {
   type TestTransport,
   testApplication,
 } from "./test-application.js";
+export {
+  DEFAULT_MAX_RESPONSE_BYTES,
+  type TestHttpClient,
+  type TestRequestOptions,
+  type TestResponse,
+} from "./test-http.js";
 export {
   DEFAULT_EXPECT_TIMEOUT,
   ExpectationError,

@@ -7,6 +7,7 @@ import { DirectRequest } from "../app/upgrade-gate.js";
 import { type ClientOptions, type ClientSession, connect, connectOver } from "../client/index.js";
 import { findHeadEnd, HandshakeError, readUpgradeHead } from "../protocol/index.js";
 import { memoryPair } from "./memory-pair.js";
+import { type HttpTarget, TestHttp, type TestHttpClient } from "./test-http.js";
 import { ExpectationError, TestHostError, TestSession } from "./test-session.js";
 
 /** How the test client reaches the application. */
@@ -21,8 +22,11 @@ export interface TestApplicationOptions {
   transport?: TestTransport;
 }
 
-/** The client of a test: opens sessions on the application under test. */
-export interface TestClient {
+/**
+ * The client of a test: opens sessions on the application under test, and sends HTTP requests to its
+ * HTTP routes (`request`, `get`, `head`, `post`).
+ */
+export interface TestClient extends TestHttpClient {
   readonly transport: TestTransport;
   /**
    * Opens a session on `path` (with its query), with `connect`'s options. Without a handler, resolves
@@ -69,9 +73,19 @@ export async function testApplication<R>(
     throw new TestHostError(`testApplication: transport "memory" or "tcp", not ${JSON.stringify(transport)}`);
   const sessions: TestSession[] = [];
   let base = MEMORY_ORIGIN;
-  if (transport === "tcp")
-    base = (await app.listen({ host: "127.0.0.1", port: 0 })).url.replace(/^http/, "ws");
-  else app.pubsub.start();
+  let target: HttpTarget = {
+    connect: () => {
+      const [client, server] = memoryPair();
+      serve(app, server);
+      return client;
+    },
+  };
+  if (transport === "tcp") {
+    const listening = await app.listen({ host: "127.0.0.1", port: 0 });
+    base = listening.url.replace(/^http/, "ws");
+    target = { host: "127.0.0.1", port: listening.port };
+  } else app.pubsub.start();
+  const http = new TestHttp(target);
 
   const open = async (path: string, clientOptions: ClientOptions = {}): Promise<TestSession> => {
     if (!path.startsWith("/")) throw new TestHostError(`testApplication: a path starts with "/": ${path}`);
@@ -92,6 +106,10 @@ export async function testApplication<R>(
 
   const client: TestClient = {
     transport,
+    request: (path, requestOptions) => http.request(path, requestOptions),
+    get: (path, requestOptions) => http.get(path, requestOptions),
+    head: (path, requestOptions) => http.head(path, requestOptions),
+    post: (path, requestOptions) => http.post(path, requestOptions),
     webSocket: (async (
       path: string,
       clientOptions?: ClientOptions,
@@ -141,8 +159,13 @@ export async function testApplication<R>(
   const leftOpen = sessions.filter((s) => s.session.state !== "closed");
   for (const s of leftOpen) s.session.terminate();
   await Promise.all(leftOpen.map((s) => s.session.closeReason));
+  const unanswered = http.abortPending();
   if (transport === "tcp") await app.stop({ grace: 0 });
   if ("error" in outcome) throw outcome.error;
+  if (unanswered.length > 0)
+    throw new TestHostError(
+      `testApplication: ${unanswered.length === 1 ? "a request was" : `${unanswered.length} requests were`} still waiting for an answer at the end of the test: ${unanswered.join(", ")} (await each request; it fails after its \`timeout\`)`,
+    );
   if (leftOpen.length > 0)
     throw new TestHostError(
       `testApplication: ${leftOpen.length === 1 ? "a session was" : `${leftOpen.length} sessions were`} left open at the end of the test: ${leftOpen.map((s) => s.path).join(", ")} (close each with \`await s.close()\` and \`await s.expectClose()\`, or open it with a handler)`,
