@@ -1,6 +1,6 @@
 // The example of README's "Testing your routes", as it is there.
 
-import { it } from "vitest";
+import { expect, it } from "vitest";
 import { createApp, PubSub, testApplication, WebSockets } from "../../src/index.js";
 
 const app = createApp().install(WebSockets).install(PubSub);
@@ -25,4 +25,15 @@ it("members of a room hear each other", () =>
     await alice.expectText("hi bob"); // publish reaches the sender too
     await alice.close();
     await alice.expectClose(1000);
+  }));
+
+// Its HTTP example, on the same app.
+app.routing((r) => r.post("/rooms", (call) => call.respondJson({ created: true }, 201)));
+
+it("creates a room", () =>
+  testApplication(app, async ({ client }) => {
+    const res = await client.post("/rooms", { body: JSON.stringify({ name: "lobby" }) });
+    expect(res.status).toBe(201);
+    expect(res.json()).toEqual({ created: true });
+    expect((await client.get("/nowhere")).status).toBe(404);
   }));
