@@ -485,14 +485,13 @@ int main(int argc, char **argv) {
     if (waiting_retries > 0) {
       for (int i = 0; i < nslots; i++) {
         struct slot *s = &slots[i];
-        if (s->phase != WAIT_RETRY) continue;
-        if (s->retry_at <= now) {
+        if (s->phase == WAIT_RETRY && s->retry_at <= now) {
           waiting_retries--;
           s->phase = IDLE;
           start(s);
-        } else if (s->retry_at < wake) {
-          wake = s->retry_at;
         }
+        /* again: the new attempt may have failed to connect too */
+        if (s->phase == WAIT_RETRY && s->retry_at < wake) wake = s->retry_at;
       }
     }
     int timeout = wake <= now ? 0 : (int)((wake - now + 999999) / 1000000);
