@@ -224,8 +224,12 @@ function handshakeGenerator() {
       }
       handshakeGen = { kind: "c", binary };
     } catch (error) {
-      const stderr = /** @type {{ stderr?: Buffer }} */ (error).stderr?.toString().trim();
-      const why = stderr || (error instanceof Error ? error.message : String(error));
+      const e = /** @type {{ stderr?: Buffer, code?: string }} */ (error);
+      const why =
+        e.code === "ENOENT"
+          ? "gcc is not on the PATH"
+          : e.stderr?.toString().trim().split("\n").slice(0, 3).join(" | ") ||
+            (error instanceof Error ? error.message : String(error));
       handshakeGen = { kind: "node", why: `gcc could not build bench/load/handshake-gen.c: ${why}` };
     }
   }
