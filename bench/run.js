@@ -15,10 +15,11 @@
  * BENCH_SETTLE seconds an idle-memory measurement may wait for V8 to shrink its young generation for a
  * second reading (default 16; 0: no second reading),
  * BENCH_QUIET_BUDGET seconds the whole run may spend waiting for other work on the machine to leave the
- * pinned cores alone before load measurements (default 180; 0 turns the wait off).
+ * pinned cores alone before load measurements (default 180; 0 turns the wait off),
+ * BENCH_HANDSHAKE_GEN=node (the handshake rows with loadgen.js instead of bench/load/handshake-gen.c).
  */
 import { execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import os from "node:os";
 import { fileURLToPath } from "node:url";
@@ -194,12 +195,62 @@ async function startServer(/** @type {string} */ name, /** @type {Record<string,
   }
 }
 
+/**
+ * Which program drives the handshake rows: bench/load/handshake-gen.c, compiled on first use into
+ * .cache/ (again when the source is newer), or loadgen.js when that cannot be (no gcc, a failed build,
+ * BENCH_HANDSHAKE_GEN=node). loadgen.js's net.connect costs ~66 µs of client CPU per attempt, more than
+ * the servers spend, so under it those rows measured the load generator.
+ * @type {{ kind: "c" | "node", binary?: string, why?: string } | undefined}
+ */
+let handshakeGen;
+function handshakeGenerator() {
+  if (handshakeGen) return handshakeGen;
+  const source = `${root}bench/load/handshake-gen.c`;
+  const binary = `${root}.cache/bench/handshake-gen`;
+  if (process.env.BENCH_HANDSHAKE_GEN === "node") {
+    handshakeGen = { kind: "node", why: "BENCH_HANDSHAKE_GEN=node" };
+  } else {
+    try {
+      if (!existsSync(binary) || statSync(source).mtimeMs > statSync(binary).mtimeMs) {
+        mkdirSync(`${root}.cache/bench`, { recursive: true });
+        // Built beside and renamed, so that a failed build never leaves a binary newer than the source.
+        const tmp = `${binary}.${process.pid}`;
+        execFileSync("gcc", ["-O2", "-Wall", "-Wextra", "-o", tmp, source], {
+          stdio: ["ignore", "ignore", "pipe"],
+          timeout: 60_000,
+        });
+        renameSync(tmp, binary);
+        log(`compiled ${binary.slice(root.length)} from bench/load/handshake-gen.c`);
+      }
+      handshakeGen = { kind: "c", binary };
+    } catch (error) {
+      const e = /** @type {{ stderr?: Buffer, code?: string }} */ (error);
+      const why =
+        e.code === "ENOENT"
+          ? "gcc is not on the PATH"
+          : e.stderr?.toString().trim().split("\n").slice(0, 3).join(" | ") ||
+            (error instanceof Error ? error.message : String(error));
+      handshakeGen = { kind: "node", why: `gcc could not build bench/load/handshake-gen.c: ${why}` };
+    }
+  }
+  if (handshakeGen.kind === "node")
+    log(
+      `handshake rows: falling back to loadgen.js (node), which may saturate its core (${handshakeGen.why})`,
+    );
+  return handshakeGen;
+}
+
+/** The kind of load generator that runs `load`: "c" for the handshake rows when it could be built. */
+const generatorKind = (/** @type {Record<string, unknown>} */ load) =>
+  load.mode === "handshakes" ? handshakeGenerator().kind : "node";
+
 function startLoad(/** @type {Record<string, unknown>} */ load, /** @type {number} */ index) {
-  return new Child(`load generator ${index}`, LOAD_CPUS, [
-    process.execPath,
-    `${root}bench/load/loadgen.js`,
-    JSON.stringify(load),
-  ]);
+  const gen = load.mode === "handshakes" ? handshakeGenerator() : undefined;
+  const command =
+    gen?.kind === "c" && gen.binary
+      ? [gen.binary, JSON.stringify(load)]
+      : [process.execPath, `${root}bench/load/loadgen.js`, JSON.stringify(load)];
+  return new Child(`load generator ${index}`, LOAD_CPUS, command);
 }
 
 /** Profiled servers exit by themselves so that node writes the profile; others are killed. */
@@ -225,6 +276,7 @@ async function settledRss(/** @type {Child} */ server) {
  * @param {string} serverName
  */
 async function measureLoad(scenario, serverName) {
+  const loadGenerator = generatorKind(scenario.load); // a first build happens here, before the server
   const busyBefore = await waitForQuiet(serverCores, loadCores, quietBudget, log);
   const { child: server, port } = await startServer(serverName, scenario.env);
   /** @type {Child[]} */
@@ -261,7 +313,9 @@ async function measureLoad(scenario, serverName) {
       count: sum("count"),
       perSecond: sum("perSecond"),
       clientCpu: sum("clientCpu"),
+      // loadgen.js's event-loop utilization; the C generator reports its CPU fraction here
       clientElu: Math.max(...results.map((r) => r.clientElu)),
+      loadGenerator,
       serverCpu: (cpu1 - cpu0) / ((t1 - t0) / 1000),
       // How busy the pinned cores were, all processes included: what is not ours is other work on the
       // machine taking CPU from the server or from the load generator.
@@ -415,7 +469,8 @@ async function main() {
           measurements.push({ scenario: scenario.id, column, server: serverName, round, value, ...r });
           const extra =
             scenario.type === "load"
-              ? ` (server CPU ${pct(r.serverCpu)}, client ELU ${pct(r.clientElu)}; others on the ` +
+              ? ` (server CPU ${pct(r.serverCpu)}, client ${r.loadGenerator === "c" ? "CPU" : "ELU"} ` +
+                `${pct(r.clientElu)}; others on the ` +
                 `server core ${pct(r.otherOnServerCore)}, on the load core ${pct(r.otherOnLoadCore)})`
               : ` (RSS ${r.rssBeforeKiB} → ${r.rssAfterKiB} KiB` +
                 (r.heapKiBPerConnection !== undefined
@@ -597,7 +652,14 @@ try {
 const rows = summarize();
 const countLoad = () => measurements.filter((m) => m.contended !== undefined).length;
 const countContended = () => measurements.filter((m) => m.contended).length;
-const tableText = table(rows, columns);
+/** Which generator measured the handshake rows, as a footnote (it is the limit when it is node). */
+const handshakeNote = (() => {
+  if (!allScenarios.some((s) => s.load.mode === "handshakes") || !handshakeGen) return "";
+  return handshakeGen.kind === "c"
+    ? "Handshake rows: measured with bench/load/handshake-gen.c (C, epoll, one thread); clientElu is its CPU fraction."
+    : `Handshake rows: measured with loadgen.js (node), not the C generator (${handshakeGen.why}).`;
+})();
+const tableText = `${table(rows, columns)}${handshakeNote ? `\n${handshakeNote}` : ""}`;
 console.log(
   `\nsockway comparative benchmark, ${machine.date}: ${machine.cpu}, ${machine.cores} cores, node ${machine.node}, ` +
     `bun ${machine.bun}, ws ${machine.ws}${machine.bufferutil !== "not installed" ? " + bufferutil/utf-8-validate" : ""}`,
@@ -632,7 +694,11 @@ writeFileSync(
   `${JSON.stringify(
     {
       machine: { ...machine, loadavgAfter: os.loadavg().map((x) => Number(x.toFixed(2))) },
-      settings,
+      settings: {
+        ...settings,
+        handshakeGenerator: handshakeGen?.kind,
+        handshakeGeneratorNote: handshakeGen?.why,
+      },
       durationSeconds: Math.round((performance.now() - started) / 1000),
       columns,
       scenarios: allScenarios.map((s) => ({
