@@ -140,8 +140,10 @@ export async function testApplication<R>(
     outcome = { error };
   }
   const leftOpen = sessions.filter((s) => s.session.state !== "closed");
-  for (const s of leftOpen) s.session.terminate();
-  await Promise.all(leftOpen.map((s) => s.session.closeReason));
+  if (leftOpen.length > 0) {
+    for (const s of leftOpen) s.session.terminate();
+    await Promise.all(leftOpen.map((s) => s.session.closeReason));
+  }
   if (transport === "tcp") await app.stop({ grace: 0 });
   if ("error" in outcome) throw outcome.error;
   if (leftOpen.length > 0)
