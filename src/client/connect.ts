@@ -638,7 +638,7 @@ export function startSession(
   return session;
 }
 
-/** Reads a response head's status line and headers (names in lower case, as node:http gives them). */
+/** @internal Reads a response head's status line and headers (names in lower case, as node:http gives them). */
 export function parseResponseHead(
   text: string,
 ): { status: number; headers: IncomingHttpHeaders } | undefined {
