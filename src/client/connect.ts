@@ -638,17 +638,23 @@ export function startSession(
   return session;
 }
 
-/** Reads a response head's status line and headers (names in lower case, as node:http gives them). */
-function parseResponseHead(text: string): { status: number; headers: IncomingHttpHeaders } | undefined {
-  const lines = text.split("\r\n");
-  const match = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(lines[0] ?? "");
+/** @internal Reads a response head's status line and headers (names in lower case, as node:http gives them). */
+export function parseResponseHead(
+  text: string,
+): { status: number; headers: IncomingHttpHeaders } | undefined {
+  // Line by line in place (no split into an array of lines): this runs on every connectOver.
+  let eol = text.indexOf("\r\n");
+  if (eol < 0) eol = text.length;
+  const match = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(text.slice(0, eol));
   if (!match) return undefined;
   const headers: Record<string, string | string[]> = {};
-  for (const line of lines.slice(1)) {
-    const colon = line.indexOf(":");
-    if (colon <= 0) return undefined;
-    const name = line.slice(0, colon).trim().toLowerCase();
-    const value = line.slice(colon + 1).trim();
+  for (let start = eol + 2; start <= text.length; start = eol + 2) {
+    eol = text.indexOf("\r\n", start);
+    if (eol < 0) eol = text.length;
+    const colon = text.indexOf(":", start);
+    if (colon <= start || colon > eol) return undefined;
+    const name = text.slice(start, colon).trim().toLowerCase();
+    const value = text.slice(colon + 1, eol).trim();
     const before = headers[name];
     if (name === "set-cookie") headers[name] = [...((before as string[] | undefined) ?? []), value];
     else headers[name] = before === undefined ? value : `${before as string}, ${value}`;
@@ -773,11 +779,14 @@ export function connectOver(
     socket.on("end", onEnd);
     socket.on("close", onEnd);
     socket.on("error", onError);
-    const lines = [`GET ${target.pathname}${target.search} HTTP/1.1`, `Host: ${target.host}`];
-    for (const [name, value] of Object.entries(handshakeHeaders(o, o.headers, key))) {
+    let request = `GET ${target.pathname}${target.search} HTTP/1.1\r\nHost: ${target.host}\r\n`;
+    const headers = handshakeHeaders(o, o.headers, key);
+    for (const name in headers) {
       if (name.toLowerCase() === "host") continue;
-      for (const v of typeof value === "string" ? [value] : value) lines.push(`${name}: ${v}`);
+      const value = headers[name]!;
+      if (typeof value === "string") request += `${name}: ${value}\r\n`;
+      else for (const v of value) request += `${name}: ${v}\r\n`;
     }
-    socket.write(`${lines.join("\r\n")}\r\n\r\n`, "latin1");
+    socket.write(`${request}\r\n`, "latin1");
   });
 }

@@ -2,11 +2,12 @@ import { Buffer } from "node:buffer";
 import type { IncomingMessage } from "node:http";
 import { createServer } from "node:http";
 import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import type { Application } from "../app/index.js";
 import { DirectRequest } from "../app/upgrade-gate.js";
 import { type ClientOptions, type ClientSession, connect, connectOver } from "../client/index.js";
 import { findHeadEnd, HandshakeError, readUpgradeHead } from "../protocol/index.js";
-import { memoryPair } from "./memory-pair.js";
+import { MemoryEnd, type MemorySocket, memorySockets } from "./memory-pair.js";
 import { type HttpTarget, TestHttp, type TestHttpClient } from "./test-http.js";
 import { ExpectationError, TestHostError, TestSession } from "./test-session.js";
 
@@ -75,9 +76,9 @@ export async function testApplication<R>(
   let base = MEMORY_ORIGIN;
   let target: HttpTarget = {
     connect: () => {
-      const [client, server] = memoryPair();
+      const [client, server] = memorySockets();
       serve(app, server);
-      return client;
+      return new MemoryEnd(client);
     },
   };
   if (transport === "tcp") {
@@ -91,13 +92,13 @@ export async function testApplication<R>(
     if (!path.startsWith("/")) throw new TestHostError(`testApplication: a path starts with "/": ${path}`);
     const url = `${base}${path}`;
     let session: ClientSession;
-    let link: ReturnType<typeof memoryPair>[0] | undefined;
+    let link: MemorySocket | undefined;
     if (transport === "tcp") session = await connect(url, clientOptions);
     else {
-      const [client, server] = memoryPair();
+      const [client, server] = memorySockets();
       link = client;
       serve(app, server);
-      session = await connectOver(client, url, clientOptions);
+      session = await connectOver(client as unknown as Duplex, url, clientOptions);
     }
     const s = new TestSession(session, path, link);
     sessions.push(s);
@@ -157,8 +158,10 @@ export async function testApplication<R>(
     outcome = { error };
   }
   const leftOpen = sessions.filter((s) => s.session.state !== "closed");
-  for (const s of leftOpen) s.session.terminate();
-  await Promise.all(leftOpen.map((s) => s.session.closeReason));
+  if (leftOpen.length > 0) {
+    for (const s of leftOpen) s.session.terminate();
+    await Promise.all(leftOpen.map((s) => s.session.closeReason));
+  }
   const unanswered = http.abortPending();
   if (transport === "tcp") await app.stop({ grace: 0 });
   if ("error" in outcome) throw outcome.error;
@@ -179,26 +182,27 @@ export async function testApplication<R>(
  * and gives a plain WebSocket upgrade to `app.handleUpgrade`; anything else goes to node:http (as on
  * a listening application), which answers HTTP requests with `app.handleRequest`.
  */
-export function serve(app: Application, socket: ReturnType<typeof memoryPair>[1]): void {
+export function serve(app: Application, socket: MemorySocket): void {
   let bytes: Buffer | undefined;
   const onData = (chunk: Buffer) => {
     bytes = bytes === undefined ? chunk : Buffer.concat([bytes, chunk]);
     const end = findHeadEnd(bytes);
     if (end < 0) return;
     socket.off("data", onData);
-    socket.pause();
-    (socket as { readableFlowing: boolean | null }).readableFlowing = null;
+    socket.readableFlowing = null; // not reading until the session (or node:http) listens
     const text = end > 0 ? bytes.toString("latin1", 0, end - 4) : undefined;
     const head = text === undefined ? undefined : readUpgradeHead(text, bytes);
     if (head === undefined || text === undefined) {
+      // node:http needs a real stream: it gets one over this socket, with the head put back.
       const server = createServer(app.handleRequest);
       server.on("upgrade", app.handleUpgrade);
-      socket.unshift(bytes);
-      server.emit("connection", socket);
+      const stream = new MemoryEnd(socket);
+      stream.unshift(bytes);
+      server.emit("connection", stream);
       return;
     }
     const req = new DirectRequest(head, text, socket as unknown as Socket);
-    app.handleUpgrade(req as unknown as IncomingMessage, socket, bytes.subarray(end));
+    app.handleUpgrade(req as unknown as IncomingMessage, socket as unknown as Duplex, bytes.subarray(end));
   };
   socket.on("data", onData);
 }

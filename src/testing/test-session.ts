@@ -2,7 +2,7 @@ import { Buffer } from "node:buffer";
 import { isDeepStrictEqual } from "node:util";
 import type { ClientSession } from "../client/index.js";
 import type { CloseReason, Sendable, SendOptions } from "../session/index.js";
-import type { MemoryEnd } from "./memory-pair.js";
+import type { MemorySocket } from "./memory-pair.js";
 
 /** Milliseconds an `expect*` waits by default (real time, even under fake timers). */
 export const DEFAULT_EXPECT_TIMEOUT = 2000;
@@ -53,7 +53,7 @@ export class TestSession {
     /** The path (and query) this session connected to. */
     readonly path: string,
     /** @internal The client's end of an in-memory connection; undefined over TCP. */
-    private readonly link: MemoryEnd | undefined,
+    private readonly link: MemorySocket | undefined,
   ) {
     void this.collect();
   }
@@ -111,7 +111,7 @@ export class TestSession {
     this.memoryLink("resumeOutgoing").release();
   }
 
-  private memoryLink(what: string): MemoryEnd {
+  private memoryLink(what: string): MemorySocket {
     if (this.link === undefined) throw new TestHostError(`${what}() works only with the in-memory transport`);
     return this.link;
   }

@@ -6,6 +6,7 @@
  */
 import { Buffer } from "node:buffer";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket, { WebSocketServer } from "ws";
 import {
@@ -14,10 +15,10 @@ import {
   connectOver,
   createApp,
   type DefaultWebSocketSession,
-  memoryPair,
   SessionError,
   WebSockets,
 } from "../../src/index.js";
+import { memorySockets } from "../../src/testing/memory-pair.js";
 import { serve } from "../../src/testing/test-application.js";
 import { cleanup, onCleanup } from "../helpers/cleanup.js";
 import { deferred, within } from "../helpers/wait.js";
@@ -105,9 +106,9 @@ const harnesses: Record<string, () => Promise<Opened>> = {
   },
   "server session in memory (sockway client)": async () => {
     const { app, session } = capturingApp();
-    const [clientEnd, serverEnd] = memoryPair();
+    const [clientEnd, serverEnd] = memorySockets();
     serve(app, serverEnd);
-    const peer = await connectOver(clientEnd, "ws://sockway.test/", {
+    const peer = await connectOver(clientEnd as unknown as Duplex, "ws://sockway.test/", {
       pingPeriod: 0,
       maxFrameSize: 16 << 20,
     });
@@ -126,9 +127,9 @@ const harnesses: Record<string, () => Promise<Opened>> = {
           await closed;
         }),
       );
-    const [clientEnd, serverEnd] = memoryPair();
+    const [clientEnd, serverEnd] = memorySockets();
     serve(app, serverEnd);
-    const session = await connectOver(clientEnd, "ws://sockway.test/", options);
+    const session = await connectOver(clientEnd as unknown as Duplex, "ws://sockway.test/", options);
     onCleanup(() => session.terminate());
     return { session, peerGotClose: (await within(peerClose.promise, 3000, "the peer")).closed };
   },
