@@ -1,7 +1,7 @@
 import { Buffer } from "node:buffer";
 import { CloseCode, isValidWireCloseCode } from "./close-codes.js";
 import { UsageError } from "./errors.js";
-import { encodeFrame, toBuffer } from "./frame.js";
+import { encodeFrame, headerSize, toBuffer, writeFrameInto } from "./frame.js";
 import { isKnownOpcode, Opcode } from "./opcodes.js";
 
 export type Side = "server" | "client";
@@ -29,6 +29,15 @@ export const NONE: never[] = Object.freeze([]) as never[];
 /** Masking keys are drawn in bulk: 16 keys first, doubling on each refill up to 1,024 keys. */
 const FIRST_MASK_POOL = 64;
 const MASK_POOL_SIZE = 4096;
+/**
+ * Data frames up to this size (header included) are written one after another into the connection's
+ * tail buffer instead of a buffer each: a burst of small messages then costs one buffer, not an array
+ * and a Buffer per message, and goes to the socket as one piece.
+ */
+export const TAIL_FRAME_MAX = 512;
+/** The tail starts this big and doubles as needed, up to TAIL_MAX; a full one is queued as it is. */
+const TAIL_FIRST = 512;
+const TAIL_MAX = 16 * 1024;
 
 /**
  * The sending half of a `Connection`: frames to send (pings and pongs ahead of data), the closing
@@ -54,7 +63,14 @@ export abstract class ConnectionOutput {
   /** Other frames, each as its buffers, so a partial take never splits a frame. */
   private output: Buffer[][] = NONE as never;
   private outputHead = 0;
+  /** Bytes of data and close frames not yet taken, the tail's included. */
   private queuedBytes = 0;
+  /**
+   * Small data frames written after everything in `output`, in `tail[0, tailUsed)`. Dropped when
+   * taken, so a connection with nothing to send holds none.
+   */
+  private tail: Buffer | undefined;
+  private tailUsed = 0;
   private maskPool: Uint8Array | undefined;
   private maskOffset = 0;
   // Outgoing fragmented message in progress (0 = none).
@@ -95,6 +111,14 @@ export abstract class ConnectionOutput {
         taken += frame[j]!.length;
       }
     }
+    if (i === frames.length && taken < limit && this.tail !== undefined) {
+      if (this.tailUsed > 0) {
+        out.push(this.tail.subarray(0, this.tailUsed));
+        taken += this.tailUsed;
+      }
+      this.tail = undefined;
+      this.tailUsed = 0;
+    }
     this.queuedBytes -= taken;
     if (i === frames.length) {
       if (frames.length > 0) this.output = NONE as never;
@@ -111,7 +135,10 @@ export abstract class ConnectionOutput {
 
   get hasOutput(): boolean {
     return (
-      this.outputHead < this.output.length || this.urgentOutput.length > 0 || this.pendingPongs.length > 0
+      this.outputHead < this.output.length ||
+      this.tailUsed > 0 ||
+      this.urgentOutput.length > 0 ||
+      this.pendingPongs.length > 0
     );
   }
 
@@ -120,9 +147,12 @@ export abstract class ConnectionOutput {
     return this.queuedBytes;
   }
 
-  /** Data and close frames queued and not yet taken (each holds objects beside its bytes). */
+  /**
+   * Data and close frames queued and not yet taken, each holding objects beside its bytes; the small
+   * frames in the tail count as one (they share one buffer).
+   */
   get queuedFrames(): number {
-    return this.output.length - this.outputHead;
+    return this.output.length - this.outputHead + (this.tailUsed > 0 ? 1 : 0);
   }
 
   /** Pings and pongs the application sent and not yet taken: their bytes and their count. */
@@ -135,9 +165,64 @@ export abstract class ConnectionOutput {
   }
 
   private queueFrame(frame: Buffer[]): void {
+    if (this.tailUsed > 0) this.sealTail();
     if (this.output === NONE) this.output = [];
     this.output.push(frame);
     for (let j = 0; j < frame.length; j++) this.queuedBytes += frame[j]!.length;
+  }
+
+  /** Queues a data frame: small ones go into the tail, others get buffers of their own. */
+  private queueData(opcode: number, payload: Uint8Array, fin: boolean, rsv1: boolean): void {
+    const masked = this.side === "client";
+    const size = headerSize(payload.length, masked) + payload.length;
+    if (size > TAIL_FRAME_MAX) {
+      this.queueFrame(this.encode(opcode, payload, fin, rsv1));
+      return;
+    }
+    let tail = this.tail;
+    if (tail === undefined || this.tailUsed + size > tail.length) tail = this.growTail(size);
+    this.tailUsed = writeFrameInto(
+      tail,
+      this.tailUsed,
+      opcode,
+      payload,
+      fin,
+      rsv1,
+      masked ? this.nextMask() : undefined,
+    );
+    this.queuedBytes += size;
+  }
+
+  /** A tail with room for `size` more bytes: the current one grown (copied), or a new one once full. */
+  private growTail(size: number): Buffer {
+    const old = this.tail;
+    if (old !== undefined && old.length >= TAIL_MAX && this.tailUsed > 0) this.sealTail();
+    const current = this.tail;
+    const capacity = current === undefined ? TAIL_FIRST : Math.min(current.length * 2, TAIL_MAX);
+    const next = Buffer.allocUnsafe(Math.max(capacity, this.tailUsed + size));
+    if (current !== undefined && this.tailUsed > 0) current.copy(next, 0, 0, this.tailUsed);
+    this.tail = next;
+    return next;
+  }
+
+  /**
+   * Queues the tail's frames as one entry, so that what is queued next goes after them. A tail mostly
+   * empty is copied out and kept for more (its spare room would otherwise be held, uncounted, by the
+   * entry); a fuller one is queued as it is.
+   */
+  private sealTail(): void {
+    const tail = this.tail!;
+    const used = this.tailUsed;
+    if (this.output === NONE) this.output = [];
+    if (tail.length - used > used) {
+      const copy = Buffer.allocUnsafe(used);
+      tail.copy(copy, 0, 0, used);
+      this.output.push([copy]);
+    } else {
+      this.output.push([tail.subarray(0, used)]);
+      this.tail = undefined;
+    }
+    this.tailUsed = 0;
   }
 
   sendText(data: string | Uint8Array): void {
@@ -230,7 +315,7 @@ export abstract class ConnectionOutput {
       this.sendingOpcode = opcode;
     }
     if (fin) this.sendingOpcode = 0;
-    this.queueFrame(this.encode(opcode, payload, fin, rsv1));
+    this.queueData(opcode, payload, fin, rsv1);
   }
 
   private sendControl(opcode: number, data: Uint8Array): void {
@@ -259,6 +344,11 @@ export abstract class ConnectionOutput {
 
   private encode(opcode: number, payload: Uint8Array, fin: boolean, rsv1 = false): Buffer[] {
     if (this.side === "server") return encodeFrame(opcode, payload, { fin, rsv1 });
+    return encodeFrame(opcode, payload, { fin, rsv1, mask: this.nextMask() });
+  }
+
+  /** The next masking key (a view of the pool: use it before asking for another). */
+  private nextMask(): Uint8Array {
     // Keys come from a pool filled in bulk, small at first so that a short connection does not pay
     // for 4 KiB of randomness: at most one call to the random source per 1,024 frames.
     const pool = this.maskPool;
@@ -270,7 +360,7 @@ export abstract class ConnectionOutput {
     }
     const mask = this.maskPool!.subarray(this.maskOffset, this.maskOffset + 4);
     this.maskOffset += 4;
-    return encodeFrame(opcode, payload, { fin, rsv1, mask });
+    return mask;
   }
 
   /** Owes the peer a pong for its ping (§5.5.2); past MAX_PENDING_PONGS the oldest owed one is dropped. */

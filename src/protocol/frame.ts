@@ -44,8 +44,19 @@ export function writeHeader(
   if (options.rsv1) b0 |= 0x40;
   if (options.rsv2) b0 |= 0x20;
   if (options.rsv3) b0 |= 0x10;
+  return putHeader(target, offset, b0, length, options.mask);
+}
+
+/** The header with its first byte (FIN, RSV and opcode bits) given whole. */
+function putHeader(
+  target: Buffer,
+  offset: number,
+  b0: number,
+  length: number,
+  mask: Uint8Array | undefined,
+): number {
   target[offset] = b0;
-  const maskBit = options.mask ? 0x80 : 0;
+  const maskBit = mask ? 0x80 : 0;
   if (length < 126) {
     target[offset + 1] = maskBit | length;
     offset += 2;
@@ -60,11 +71,41 @@ export function writeHeader(
     target.writeUInt32BE(length >>> 0, offset + 6);
     offset += 10;
   }
-  if (options.mask) {
-    target.set(options.mask.subarray(0, 4), offset);
+  if (mask) {
+    target[offset] = mask[0]!;
+    target[offset + 1] = mask[1]!;
+    target[offset + 2] = mask[2]!;
+    target[offset + 3] = mask[3]!;
     offset += 4;
   }
   return offset;
+}
+
+/**
+ * Writes one whole frame (header, then the payload, masked with `mask` if given) into `target` at
+ * `offset`, which must have room for it; returns the offset just past it. Positional flags, so that
+ * a frame per message costs no options object.
+ */
+export function writeFrameInto(
+  target: Buffer,
+  offset: number,
+  opcode: number,
+  payload: Uint8Array,
+  fin: boolean,
+  rsv1: boolean,
+  mask: Uint8Array | undefined,
+): number {
+  const start = putHeader(
+    target,
+    offset,
+    (fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | (opcode & 0x0f),
+    payload.length,
+    mask,
+  );
+  target.set(payload, start);
+  const end = start + payload.length;
+  if (mask) applyMask(target, mask, 0, start, end);
+  return end;
 }
 
 /**

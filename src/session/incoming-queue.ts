@@ -25,6 +25,15 @@ export function compact(data: Buffer): Buffer {
   return data.buffer.byteLength > data.length + COPY_SLACK ? Buffer.from(data) : data;
 }
 
+// One executor for every `next()` that has to wait, told its queue through `waitingQueue` (executors
+// run synchronously inside `new Promise`): no closure per wait.
+// biome-ignore lint/suspicious/noExplicitAny: any queue
+let waitingQueue: IncomingQueue<any> | undefined;
+// biome-ignore lint/suspicious/noExplicitAny: any queue's results
+const storeWaiter = (resolve: (result: IteratorResult<any>) => void): void => {
+  waitingQueue!.waiter = resolve;
+};
+
 /**
  * The receive side of a session: an async-iterable queue bounded by what its items cost in memory: each
  * is charged its payload, a fixed `ITEM_OVERHEAD`, and whatever else its owner says it keeps alive
@@ -40,7 +49,8 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
   private charged = 0;
   private paused = false;
   private ended = false;
-  private waiter: ((result: IteratorResult<T>) => void) | undefined;
+  /** @internal The reader waiting in `next()`. */
+  waiter: ((result: IteratorResult<T>) => void) | undefined;
   private iterating = false;
 
   /** @internal */
@@ -162,9 +172,10 @@ export class IncomingQueue<T extends { data: Uint8Array }> implements AsyncItera
     }
     if (this.waiter)
       return Promise.reject(new SessionError("INCOMING_IN_USE", "incoming is already being read"));
-    return new Promise((resolve) => {
-      this.waiter = resolve;
-    });
+    waitingQueue = this;
+    const promise = new Promise<IteratorResult<T>>(storeWaiter);
+    waitingQueue = undefined;
+    return promise;
   }
 
   /** The queue is its own iterator: no iterator object or closures per session. */
