@@ -748,6 +748,9 @@ export abstract class WebSocketSession<F extends { data: Uint8Array }, C = unkno
     this.outbound?.abort(this.closedError());
     this.writeOutput(true);
     if (this.connection.side === "server" || this.flags & ABANDON) this.endSocket();
+    // Both sides ended and nothing of ours left in the socket: its 'close' follows without a timer.
+    const socket = this.socket;
+    if (socket.readableEnded && socket.writableEnded && socket.writableLength === 0) return;
     // A peer that never closes its side is cut off: soon after a failure or an abandoned close.
     const timeout = this.options.timeout;
     this.armTimer(

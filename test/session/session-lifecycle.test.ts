@@ -322,6 +322,34 @@ describe("session lifecycle: after the end", () => {
     expect(app.sessions.size).toBe(0);
   });
 
+  it("a peer that ends TCP without reading what is still queued for it is cut off after `timeout` ms", async () => {
+    const session = deferred<DefaultWebSocketSession>();
+    const { port, app } = await startApp(
+      (r) => {
+        r.webSocket("/ws", async (s) => {
+          session.resolve(s);
+          // More than the kernel's buffers hold: some stays queued in the socket.
+          for (let i = 0; i < 64; i++) s.send(Buffer.alloc(256 * 1024)).catch(() => {});
+          for await (const _ of s.incoming) {
+            // until the peer ends
+          }
+        });
+      },
+      { timeout: 150, pingPeriod: 0 },
+    );
+    const client = await RawClient.connect(port, "/ws", { allowHalfOpen: true });
+    client.socket.pause(); // never reads
+    const s = await session.promise;
+    await delay(50);
+    client.socket.end(); // FIN: the server's 'end', with its own output still queued
+    const endAt = Date.now();
+    await within(s.closeReason, 2000, "the server to release the connection");
+    expect(Date.now() - endAt).toBeGreaterThanOrEqual(120);
+    expect((await s.closeReason).code).toBe(1006);
+    expect(app.sessions.size).toBe(0);
+    client.destroy();
+  });
+
   it("the close handshake with a well-behaved client reports nothing to the error hook", async () => {
     const { wsUrl, errors } = await startApp((r) => {
       r.webSocket("/ws", async (session) => {
