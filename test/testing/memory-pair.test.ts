@@ -305,3 +305,31 @@ describe("serve, for requests that are not plain WebSocket upgrades", () => {
     expect(text.endsWith("hello over memory")).toBe(true);
   });
 });
+
+describe("memorySockets under a sustained stream", () => {
+  it("a reader that pauses every turn while the writer keeps up does not grow the queue without bound", async () => {
+    const [a, b] = memorySockets();
+    let received = 0;
+    b.on("data", (chunk: Buffer) => {
+      received += chunk.length;
+      // As a session does after a burst of frames: read again on the next turn.
+      b.pause();
+      setImmediate(() => b.resume());
+    });
+    let writes = 0;
+    let stop = false;
+    const pump = () => {
+      while (!stop && a.write(Buffer.alloc(100))) writes++;
+      if (!stop) a.once("drain", pump);
+    };
+    pump();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    stop = true;
+    // Read chunks must not stay in the queue's arrays while the queue never quite empties.
+    const inside = b as unknown as { queue: unknown[]; callbacks: unknown[] };
+    expect(writes).toBeGreaterThan(20_000);
+    expect(received).toBeGreaterThan(1_000_000);
+    expect(inside.queue.length).toBeLessThan(2048);
+    expect(inside.callbacks.length).toBeLessThan(2048);
+  });
+});
