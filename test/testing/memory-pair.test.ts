@@ -4,9 +4,11 @@
  * which node:http gets for plain HTTP requests.
  */
 import { Buffer } from "node:buffer";
+import type { Duplex } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { describe, expect, it } from "vitest";
-import { createApp, WebSockets } from "../../src/index.js";
+import { connectOver } from "../../src/client/index.js";
+import { createApp, type DefaultWebSocketSession, WebSockets } from "../../src/index.js";
 import { type MemorySocket, memoryPair, memorySockets } from "../../src/testing/memory-pair.js";
 import { serve } from "../../src/testing/test-application.js";
 
@@ -331,5 +333,92 @@ describe("memorySockets under a sustained stream", () => {
     expect(received).toBeGreaterThan(1_000_000);
     expect(inside.queue.length).toBeLessThan(2048);
     expect(inside.callbacks.length).toBeLessThan(2048);
+  });
+});
+
+describe("sessions over memorySockets: a side that does not read holds the other back, in bounded memory", () => {
+  const LIMIT = 256 * 1024; // incomingBufferLimit and outgoingHighWaterMark, both sides
+  const MESSAGE = 32 * 1024;
+  /** Bytes a socket holds for its reader: taken in and unread, plus the writer's writes waiting for room. */
+  const held = (socket: MemorySocket) => {
+    const inside = socket as unknown as { queue: Buffer[]; next: number };
+    let bytes = 0;
+    for (let i = inside.next; i < inside.queue.length; i++) bytes += inside.queue[i]!.length;
+    return bytes;
+  };
+  /** Sends until a send waits (backpressure), at most `max` messages; returns how many went and the peak. */
+  async function flood(send: () => Promise<void>, measure: () => number, max: number) {
+    let sent = 0;
+    let peak = 0;
+    while (sent < max) {
+      const went = await Promise.race([
+        send().then(() => true),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 50)),
+      ]);
+      peak = Math.max(peak, measure());
+      if (!went) break;
+      sent++;
+    }
+    return { sent, peak };
+  }
+  const app = (route: (s: DefaultWebSocketSession) => Promise<void>) =>
+    createApp()
+      .install(WebSockets, { pingPeriod: 0, incomingBufferLimit: LIMIT, outgoingHighWaterMark: LIMIT })
+      .onError(() => {})
+      .routing((r) => r.webSocket("/", route));
+  // What the in-memory socket may hold beside the sessions' own bounds: the peer's room and one write.
+  const BOUND = 2 * LIMIT + 2 * MESSAGE + 64 * 1024;
+
+  it("a client flooding a route that never reads", async () => {
+    const [client, server] = memorySockets();
+    serve(
+      app(() => new Promise(() => {})),
+      server,
+    );
+    const session = await connectOver(client as unknown as Duplex, "ws://sockway.test/", {
+      pingPeriod: 0,
+      outgoingHighWaterMark: LIMIT,
+    });
+    const message = Buffer.alloc(MESSAGE, 1);
+    const { sent, peak } = await flood(
+      () => session.send(message),
+      () => held(server) + session.bufferedAmount - client.writableLength,
+      (8 * BOUND) / MESSAGE,
+    );
+    expect(sent).toBeLessThan((2 * BOUND) / MESSAGE);
+    expect(peak).toBeLessThan(BOUND);
+    session.terminate();
+    await session.closeReason;
+  });
+
+  it("a route flooding a client that never reads", async () => {
+    const [client, server] = memorySockets();
+    let result: Promise<{ sent: number; peak: number }> | undefined;
+    let serverSession: DefaultWebSocketSession | undefined;
+    serve(
+      app(async (s) => {
+        serverSession = s;
+        const message = Buffer.alloc(MESSAGE, 2);
+        result = flood(
+          () => s.send(message),
+          () => held(client) + s.bufferedAmount - server.writableLength,
+          (8 * BOUND) / MESSAGE,
+        );
+        await result;
+        await new Promise(() => {});
+      }),
+      server,
+    );
+    const session = await connectOver(client as unknown as Duplex, "ws://sockway.test/", {
+      pingPeriod: 0,
+      incomingBufferLimit: LIMIT,
+    });
+    while (result === undefined) await ticks();
+    const { sent, peak } = await result;
+    expect(sent).toBeLessThan((2 * BOUND) / MESSAGE);
+    expect(peak).toBeLessThan(BOUND);
+    expect(serverSession?.isOpen).toBe(true);
+    session.terminate();
+    await session.closeReason;
   });
 });
