@@ -70,6 +70,10 @@ export class MemorySocket extends EventEmitter {
     return !this.destroyed && !this.writableEnded;
   }
 
+  get readable(): boolean {
+    return !this.destroyed && !this.readableEnded;
+  }
+
   get writableLength(): number {
     return this.peer.waitingBytes;
   }
@@ -367,7 +371,8 @@ export class MemorySocket extends EventEmitter {
       this.due = [];
       for (const callback of due) callback();
     }
-    if (this.writableNeedDrain && (this.peer.waitingBytes === 0 || this.peer.destroyed)) {
+    // As node:stream: no 'drain' once destroyed (the refused writes have failed).
+    if (this.writableNeedDrain && !this.destroyed && (this.peer.waitingBytes === 0 || this.peer.destroyed)) {
       this.writableNeedDrain = false;
       this.emit("drain");
     }

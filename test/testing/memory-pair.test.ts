@@ -422,3 +422,30 @@ describe("sessions over memorySockets: a side that does not read holds the other
     await session.closeReason;
   });
 });
+
+describe("memorySockets as net.Socket after a destroy", () => {
+  it("a destroyed end emits no 'drain', even with a refused write waiting (as node:stream)", async () => {
+    const [a, b] = memorySockets();
+    reader(b);
+    b.pause();
+    let drains = 0;
+    a.on("drain", () => drains++);
+    while (a.write(Buffer.alloc(4096))) {}
+    a.destroy();
+    await ticks();
+    expect(drains).toBe(0);
+  });
+
+  it("readable is true until EOF is read or the end is destroyed", async () => {
+    const [a, b] = memorySockets();
+    const atB = reader(b);
+    expect(b.readable).toBe(true);
+    a.end();
+    await ticks();
+    expect(atB.end).toBe(true);
+    expect(b.readable).toBe(false);
+    expect(a.readable).toBe(true);
+    a.destroy();
+    expect(a.readable).toBe(false);
+  });
+});
