@@ -60,6 +60,14 @@ function httpApp(): Application {
           res.write(Buffer.alloc(Math.min(left, 64 * 1024), 0x62));
         res.end();
       });
+      // Content-Length here is the size of the representation (RFC 9110 §8.6); no body follows.
+      r.get("/status/{code}", (call) => {
+        const res = call.response as ServerResponse;
+        res.writeHead(Number(call.parameters.code), {
+          "Content-Length": String(2 * DEFAULT_MAX_RESPONSE_BYTES),
+        });
+        res.end();
+      });
       r.get("/boom", () => {
         throw new Error("boom");
       });
@@ -151,6 +159,15 @@ for (const transport of ["memory", "tcp"] as TestTransport[]) {
           300_000,
         );
         await expect(client.get("/bytes/10", { maxResponseBytes: 0 })).rejects.toThrow(/Content-Length 10/);
+      }));
+
+    it("204 and 304 have no body, whatever their Content-Length says: not over maxResponseBytes", () =>
+      run(async ({ client }) => {
+        for (const status of [204, 304]) {
+          const res = await client.get(`/status/${status}`);
+          expect([res.status, res.body.length]).toEqual([status, 0]);
+          expect(res.headers["content-length"]).toBe(String(2 * DEFAULT_MAX_RESPONSE_BYTES));
+        }
       }));
 
     it("a connection closed before or during the answer fails the request", () =>
