@@ -217,6 +217,17 @@ for (const transport of ["memory", "tcp"] as TestTransport[]) {
       await expect(left).rejects.toThrow(/GET \/never: the test ended before the answer came/);
     });
 
+    it("a request or a session started after the test returned is refused, not sent unwatched", async () => {
+      let client: Parameters<Parameters<typeof testApplication>[1]>[0]["client"] | undefined;
+      await run((context) => {
+        client = context.client;
+      });
+      const late = client!.get("/hello");
+      await expect(late).rejects.toThrow(TestHostError);
+      await expect(late).rejects.toThrow(/^testApplication: GET \/hello: the test has ended/);
+      await expect(client!.webSocket("/ws")).rejects.toThrow(/^testApplication: \/ws: the test has ended/);
+    });
+
     it("a misused request is a TestHostError", () =>
       run(async ({ client }) => {
         await expect(client.get("hello")).rejects.toThrow(TestHostError);
