@@ -20,7 +20,7 @@ function streamError(code: string, message: string): Error {
  * @internal
  * One end of an in-memory connection: the part of net.Socket that sockway's sessions and handshakes
  * use, without node:stream's machinery (a test's cost is mostly that machinery otherwise). What one end
- * writes the other reads, in order; a write completes once the peer has room for it (up to
+ * writes the other reads (a copy), in order; a write completes once the peer has room for it (up to
  * HIGH_WATER_MARK unread bytes), else it waits, counting in `writableLength`, and 'drain' follows.
  * `end()` is a FIN: the peer reads EOF after the data. `destroy()` is a reset: the peer reads EOF after
  * what it had taken in, and what it writes afterwards is dropped. Either end emits 'close' once it has
@@ -125,7 +125,9 @@ export class MemorySocket extends EventEmitter {
         );
       return false;
     }
-    const data = typeof chunk === "string" ? Buffer.from(chunk, encoding) : chunk;
+    // A copy, as the kernel makes: the writer may reuse its buffer once the write is done, while the
+    // reader may keep views of what it read (a session's messages are views of its reads).
+    const data = typeof chunk === "string" ? Buffer.from(chunk, encoding) : Buffer.from(chunk);
     if (this.held !== undefined) {
       if (data.length > 0) this.held.push(data);
       if (callback !== undefined) this.later(callback);

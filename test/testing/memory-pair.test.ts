@@ -44,6 +44,21 @@ describe("memorySockets", () => {
     expect(called).toBe(true);
   });
 
+  it("a write is a copy: what the peer read does not change when the writer reuses its buffer", async () => {
+    const [a, b] = memorySockets();
+    const got: Buffer[] = [];
+    b.on("data", (chunk: Buffer) => got.push(chunk));
+    b.pause(); // one chunk delivered later from the queue, one at once
+    const buffer = Buffer.from("first");
+    a.write(buffer);
+    buffer.write("xxxxx");
+    b.resume();
+    await ticks();
+    a.write(buffer);
+    buffer.write("yyyyy");
+    expect(got.map(String)).toEqual(["first", "xxxxx"]);
+  });
+
   it("queues for a peer that is not reading yet and gives it everything once it listens", async () => {
     const [a, b] = memorySockets();
     a.write("early");
