@@ -21,8 +21,12 @@ import {
   generateKey,
   HANDSHAKE_ERROR_BODY_LIMIT,
   HandshakeError,
+  isFieldValueRange,
   isSafeHeaderValue,
   isToken,
+  isTokenRange,
+  owsEnd,
+  owsStart,
   validateUpgradeResponse,
   WEBSOCKET_VERSION,
 } from "../protocol/index.js";
@@ -417,7 +421,7 @@ async function openSession(input: string | URL, options: ClientOptions): Promise
         if (settled) return void socket.destroy();
         let session: ClientSession;
         try {
-          const result = accept(res.statusCode ?? 0, res.headers, key, url, o);
+          const result = accept(res.statusCode ?? 0, res.headers, key, url, o, repeatedField(res.rawHeaders));
           if (result instanceof HandshakeError) {
             socket.destroy();
             settle(result);
@@ -577,8 +581,16 @@ function accept(
   key: string,
   url: URL,
   o: Resolved,
+  repeated: string | undefined,
 ): Accepted | HandshakeError {
   const headers = flatHeaders(responseHeaders);
+  if (repeated !== undefined)
+    return new HandshakeError(
+      "HEADER_SYNTAX",
+      status,
+      `${ONCE_IN_RESPONSE.get(repeated) ?? repeated} appears more than once in the response`,
+      headers,
+    );
   const checked = validateUpgradeResponse(status, responseHeaders, key, o.protocols, o.requireProtocol);
   if (!checked.ok) return new HandshakeError(checked.error.code, status, checked.error.message, headers);
   return acceptExtensions(status, headers, checked.value, url, o);
@@ -638,28 +650,68 @@ export function startSession(
   return session;
 }
 
-/** @internal Reads a response head's status line and headers (names in lower case, as node:http gives them). */
+/**
+ * Response fields RFC 6455 §11.3 allows once. node:http joins repeated fields with ", ", and a joined
+ * value can still pass the checks ("permessage-deflate, " with an empty repeat), so a repeat fails.
+ */
+const ONCE_IN_RESPONSE = new Map(
+  ["Sec-WebSocket-Accept", "Sec-WebSocket-Protocol", "Sec-WebSocket-Extensions"].map((n) => [
+    n.toLowerCase(),
+    n,
+  ]),
+);
+
+/** The first field of ONCE_IN_RESPONSE that node:http's `rawHeaders` (name, value, ...) repeat. */
+function repeatedField(rawHeaders: readonly string[]): string | undefined {
+  const seen: string[] = [];
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!.toLowerCase();
+    if (!ONCE_IN_RESPONSE.has(name)) continue;
+    if (seen.includes(name)) return name;
+    seen.push(name);
+  }
+  return undefined;
+}
+
+/** reason-phrase = *( HTAB / SP / VCHAR / obs-text ), left out with its SP too (node:http allows it). */
+const STATUS_LINE = /^HTTP\/1\.[01] (\d{3})(?: [\t\x20-\x7e\x80-\xff]*)?$/;
+
+/**
+ * @internal Reads a response head's status line and headers (names in lower case, as node:http gives
+ * them), refusing what node:http's parser refuses (RFC 9112 §5): a name that is not a token (space
+ * before the colon, a folded or indented line), a value with a control character (bare CR or LF, NUL).
+ * `repeated`: the first field of ONCE_IN_RESPONSE that came twice.
+ */
 export function parseResponseHead(
   text: string,
-): { status: number; headers: IncomingHttpHeaders } | undefined {
+): { status: number; headers: IncomingHttpHeaders; repeated?: string } | undefined {
   // Line by line in place (no split into an array of lines): this runs on every connectOver.
   let eol = text.indexOf("\r\n");
   if (eol < 0) eol = text.length;
-  const match = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(text.slice(0, eol));
+  const match = STATUS_LINE.exec(text.slice(0, eol));
   if (!match) return undefined;
   const headers: Record<string, string | string[]> = {};
+  let repeated: string | undefined;
   for (let start = eol + 2; start <= text.length; start = eol + 2) {
     eol = text.indexOf("\r\n", start);
     if (eol < 0) eol = text.length;
     const colon = text.indexOf(":", start);
-    if (colon <= start || colon > eol) return undefined;
-    const name = text.slice(start, colon).trim().toLowerCase();
-    const value = text.slice(colon + 1, eol).trim();
-    const before = headers[name];
+    if (colon < 0 || colon > eol || !isTokenRange(text, start, colon)) return undefined;
+    const a = owsEnd(text, colon + 1, eol);
+    const b = owsStart(text, a, eol);
+    if (!isFieldValueRange(text, a, b)) return undefined;
+    const name = text.slice(start, colon).toLowerCase();
+    if (name === "__proto__") continue; // not a property an object can hold (node:http drops it too)
+    const value = text.slice(a, b);
+    const before = Object.hasOwn(headers, name) ? headers[name] : undefined;
+    if (before !== undefined && repeated === undefined && ONCE_IN_RESPONSE.has(name)) repeated = name;
     if (name === "set-cookie") headers[name] = [...((before as string[] | undefined) ?? []), value];
     else headers[name] = before === undefined ? value : `${before as string}, ${value}`;
   }
-  return { status: Number(match[1]), headers: headers as IncomingHttpHeaders };
+  const status = Number(match[1]);
+  return repeated === undefined
+    ? { status, headers: headers as IncomingHttpHeaders }
+    : { status, headers: headers as IncomingHttpHeaders, repeated };
 }
 
 const HEAD_END = Buffer.from("\r\n\r\n");
@@ -757,7 +809,7 @@ export function connectOver(
         else if (refused.length === 0) finishRefusal(false);
         return;
       }
-      const result = accept(parsed.status, parsed.headers, key, target, o);
+      const result = accept(parsed.status, parsed.headers, key, target, o, parsed.repeated);
       if (result instanceof HandshakeError) return fail(result);
       cleanup();
       // As node:http leaves an upgraded socket: not flowing until the session listens for data.

@@ -31,6 +31,15 @@ export function isTokenRange(s: string, from: number, to: number): boolean {
   return true;
 }
 
+/** HTAB, SP, visible ASCII and obs-text (0x80-0xFF), nothing else (RFC 9110 §5.5). */
+export function isFieldValueRange(s: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i);
+    if ((c < 32 && c !== 9) || c === 127) return false;
+  }
+  return true;
+}
+
 /** Joins repeated header lines into one list value (a repeated list header means the same as commas). */
 function joined(value: HeaderValue): string {
   if (value === undefined) return "";

@@ -1,5 +1,5 @@
 import { Buffer } from "node:buffer";
-import { hasToken, isTokenRange, owsEnd, owsStart } from "./header-grammar.js";
+import { hasToken, isFieldValueRange, isTokenRange, owsEnd, owsStart } from "./header-grammar.js";
 
 /**
  * A WebSocket upgrade request head read straight off a socket, for servers that answer upgrades without
@@ -94,13 +94,4 @@ export function readUpgradeHead(head: string, bytes?: Buffer): UpgradeHead | und
   }
   if (!hasToken(headers.upgrade, "websocket") || !hasToken(headers.connection, "upgrade")) return undefined;
   return { method: "GET", url, httpVersion: "1.1", headers };
-}
-
-/** HTAB, SP, visible ASCII and obs-text (0x80-0xFF), nothing else (RFC 9110 §5.5). */
-function isFieldValueRange(s: string, from: number, to: number): boolean {
-  for (let i = from; i < to; i++) {
-    const c = s.charCodeAt(i);
-    if ((c < 32 && c !== 9) || c === 127) return false;
-  }
-  return true;
 }

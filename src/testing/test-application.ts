@@ -88,8 +88,12 @@ export async function testApplication<R>(
   } else app.pubsub.start();
   const http = new TestHttp(target);
 
+  let ended = false;
   const open = async (path: string, clientOptions: ClientOptions = {}): Promise<TestSession> => {
     if (!path.startsWith("/")) throw new TestHostError(`testApplication: a path starts with "/": ${path}`);
+    // Nobody would close it or see it left open.
+    if (ended)
+      throw new TestHostError(`testApplication: ${path}: the test has ended; open sessions from its body`);
     const url = `${base}${path}`;
     let session: ClientSession;
     let link: MemorySocket | undefined;
@@ -157,12 +161,13 @@ export async function testApplication<R>(
   } catch (error) {
     outcome = { error };
   }
+  ended = true;
   const leftOpen = sessions.filter((s) => s.session.state !== "closed");
   if (leftOpen.length > 0) {
     for (const s of leftOpen) s.session.terminate();
     await Promise.all(leftOpen.map((s) => s.session.closeReason));
   }
-  const unanswered = http.abortPending();
+  const unanswered = http.close();
   if (transport === "tcp") await app.stop({ grace: 0 });
   if ("error" in outcome) throw outcome.error;
   if (unanswered.length > 0)

@@ -64,6 +64,8 @@ export type HttpTarget = { host: string; port: number } | { connect: () => Duple
 export class TestHttp implements TestHttpClient {
   /** The requests waiting for their answer ("GET /slow"), each with an abort that fails it. */
   private readonly pending = new Set<{ what: string; abort: () => void }>();
+  /** The test has ended: nothing would wait for a request's answer or report it. */
+  private closed = false;
 
   constructor(private readonly target: HttpTarget) {}
 
@@ -92,6 +94,10 @@ export class TestHttp implements TestHttpClient {
         new TestHostError("testApplication: CONNECT is not a request client.request sends"),
       );
     const what = `${method} ${path}`;
+    if (this.closed)
+      return Promise.reject(
+        new TestHostError(`testApplication: ${what}: the test has ended; send requests from its body`),
+      );
     let req: ClientRequest;
     try {
       req = httpRequest({
@@ -152,8 +158,11 @@ export class TestHttp implements TestHttpClient {
         );
       });
       req.on("response", (res) => {
+        // After HEAD, and in a 204 or 304, Content-Length is not the length of a body: none follows.
+        const status = res.statusCode ?? 0;
+        const bodyless = method === "HEAD" || status === 204 || status === 304;
         const declared = Number(res.headers["content-length"]);
-        if (method !== "HEAD" && declared > limit) return tooLong(`Content-Length ${declared}`);
+        if (!bodyless && declared > limit) return tooLong(`Content-Length ${declared}`);
         const chunks: Buffer[] = [];
         let size = 0;
         res.on("data", (chunk: Buffer) => {
@@ -172,7 +181,7 @@ export class TestHttp implements TestHttpClient {
           ),
         );
         res.on("end", () =>
-          finish(undefined, testResponse(what, res.statusCode ?? 0, res.headers, Buffer.concat(chunks))),
+          finish(undefined, testResponse(what, status, res.headers, Buffer.concat(chunks))),
         );
       });
       req.end(options.body);
@@ -182,8 +191,9 @@ export class TestHttp implements TestHttpClient {
     return answer;
   }
 
-  /** Aborts the requests still waiting; returns them ("GET /slow"), one entry per request. */
-  abortPending(): string[] {
+  /** The test has ended: refuses later requests, aborts those still waiting and returns them ("GET /slow"). */
+  close(): string[] {
+    this.closed = true;
     const left = [...this.pending];
     for (const { abort } of left) abort();
     return left.map((l) => l.what);

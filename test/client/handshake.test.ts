@@ -3,9 +3,16 @@
  * would not: RFC 6455 §4.1 response checks, RFC 7692 §7.1 checks of permessage-deflate's acceptance,
  * the request the client writes, redirects, the refusal body cap, and frames that arrive with the 101.
  */
+import { createConnection } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { CloseReason, connect, HANDSHAKE_ERROR_BODY_LIMIT, HandshakeError } from "../../src/index.js";
-import { Opcode } from "../../src/protocol/index.js";
+import {
+  CloseReason,
+  connect,
+  connectOver,
+  HANDSHAKE_ERROR_BODY_LIMIT,
+  HandshakeError,
+} from "../../src/index.js";
+import { computeAccept, Opcode } from "../../src/protocol/index.js";
 import { cleanup } from "../helpers/cleanup.js";
 import { until, within } from "../helpers/wait.js";
 import { readFrames, type ScriptedRequest, scriptedServer, serverFrame, switching } from "./helpers.js";
@@ -352,4 +359,53 @@ describe("redirects", () => {
     const error = await failure(connect(`${server.url}/start`, { followRedirects: true }));
     expect(error.code).toBe("INVALID_URL");
   });
+});
+
+describe("RFC 6455 §11.3: Sec-WebSocket-Accept, -Protocol and -Extensions appear at most once in the response", () => {
+  /** The 101 of `switching` with `lines` (whole header lines) added after its own headers. */
+  const withLines = (req: ScriptedRequest, ...lines: string[]) =>
+    switching(req).replace(/\r\n\r\n$/, `\r\n${lines.map((l) => `${l}\r\n`).join("")}\r\n`);
+  const viaConnectOver = (url: string, options: object) => {
+    const { port } = new URL(url);
+    return connectOver(createConnection(Number(port), "127.0.0.1"), url, options);
+  };
+
+  for (const [how, open] of [
+    ["connect", connect],
+    ["connectOver", viaConnectOver],
+  ] as const) {
+    it.each<[string, (req: ScriptedRequest) => string, object?]>([
+      [
+        "Sec-WebSocket-Accept twice, the same",
+        (req) =>
+          withLines(req, `Sec-WebSocket-Accept: ${computeAccept(req.headers["sec-websocket-key"] ?? "")}`),
+      ],
+      [
+        "Sec-WebSocket-Protocol twice",
+        (req) => withLines(req, "Sec-WebSocket-Protocol: b", "Sec-WebSocket-Protocol: b"),
+        { protocols: ["a", "b"] },
+      ],
+      [
+        "Sec-WebSocket-Extensions twice",
+        (req) =>
+          withLines(
+            req,
+            "Sec-WebSocket-Extensions: permessage-deflate",
+            "Sec-WebSocket-Extensions: permessage-deflate",
+          ),
+        { permessageDeflate: true },
+      ],
+      [
+        // Joined, this would read as one acceptance: "permessage-deflate, ".
+        "Sec-WebSocket-Extensions, then an empty one",
+        (req) => withLines(req, "Sec-WebSocket-Extensions: permessage-deflate", "Sec-WebSocket-Extensions:"),
+        { permessageDeflate: true },
+      ],
+    ])(`${how} fails on %s`, async (_name, answer, options = {}) => {
+      const server = await scriptedServer((req) => req.socket.write(answer(req)));
+      const error = await failure(open(server.url, options));
+      expect([error.code, error.status]).toEqual(["HEADER_SYNTAX", 101]);
+      expect(error.message).toMatch(/more than once/);
+    });
+  }
 });

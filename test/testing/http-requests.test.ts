@@ -60,6 +60,14 @@ function httpApp(): Application {
           res.write(Buffer.alloc(Math.min(left, 64 * 1024), 0x62));
         res.end();
       });
+      // Content-Length here is the size of the representation (RFC 9110 §8.6); no body follows.
+      r.get("/status/{code}", (call) => {
+        const res = call.response as ServerResponse;
+        res.writeHead(Number(call.parameters.code), {
+          "Content-Length": String(2 * DEFAULT_MAX_RESPONSE_BYTES),
+        });
+        res.end();
+      });
       r.get("/boom", () => {
         throw new Error("boom");
       });
@@ -153,6 +161,15 @@ for (const transport of ["memory", "tcp"] as TestTransport[]) {
         await expect(client.get("/bytes/10", { maxResponseBytes: 0 })).rejects.toThrow(/Content-Length 10/);
       }));
 
+    it("204 and 304 have no body, whatever their Content-Length says: not over maxResponseBytes", () =>
+      run(async ({ client }) => {
+        for (const status of [204, 304]) {
+          const res = await client.get(`/status/${status}`);
+          expect([res.status, res.body.length]).toEqual([status, 0]);
+          expect(res.headers["content-length"]).toBe(String(2 * DEFAULT_MAX_RESPONSE_BYTES));
+        }
+      }));
+
     it("a connection closed before or during the answer fails the request", () =>
       run(async ({ client }) => {
         await expect(client.get("/hang-up")).rejects.toThrow(
@@ -198,6 +215,17 @@ for (const transport of ["memory", "tcp"] as TestTransport[]) {
         /2 requests were still waiting .*: GET \/never, GET \/never\?dropped \(await each/,
       );
       await expect(left).rejects.toThrow(/GET \/never: the test ended before the answer came/);
+    });
+
+    it("a request or a session started after the test returned is refused, not sent unwatched", async () => {
+      let client: Parameters<Parameters<typeof testApplication>[1]>[0]["client"] | undefined;
+      await run((context) => {
+        client = context.client;
+      });
+      const late = client!.get("/hello");
+      await expect(late).rejects.toThrow(TestHostError);
+      await expect(late).rejects.toThrow(/^testApplication: GET \/hello: the test has ended/);
+      await expect(client!.webSocket("/ws")).rejects.toThrow(/^testApplication: \/ws: the test has ended/);
     });
 
     it("a misused request is a TestHostError", () =>

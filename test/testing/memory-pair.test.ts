@@ -4,9 +4,11 @@
  * which node:http gets for plain HTTP requests.
  */
 import { Buffer } from "node:buffer";
+import type { Duplex } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { describe, expect, it } from "vitest";
-import { createApp, WebSockets } from "../../src/index.js";
+import { connectOver } from "../../src/client/index.js";
+import { createApp, type DefaultWebSocketSession, WebSockets } from "../../src/index.js";
 import { type MemorySocket, memoryPair, memorySockets } from "../../src/testing/memory-pair.js";
 import { serve } from "../../src/testing/test-application.js";
 
@@ -40,6 +42,21 @@ describe("memorySockets", () => {
     expect(called).toBe(false);
     await ticks();
     expect(called).toBe(true);
+  });
+
+  it("a write is a copy: what the peer read does not change when the writer reuses its buffer", async () => {
+    const [a, b] = memorySockets();
+    const got: Buffer[] = [];
+    b.on("data", (chunk: Buffer) => got.push(chunk));
+    b.pause(); // one chunk delivered later from the queue, one at once
+    const buffer = Buffer.from("first");
+    a.write(buffer);
+    buffer.write("xxxxx");
+    b.resume();
+    await ticks();
+    a.write(buffer);
+    buffer.write("yyyyy");
+    expect(got.map(String)).toEqual(["first", "xxxxx"]);
   });
 
   it("queues for a peer that is not reading yet and gives it everything once it listens", async () => {
@@ -303,5 +320,147 @@ describe("serve, for requests that are not plain WebSocket upgrades", () => {
     const text = Buffer.concat(answer).toString("latin1");
     expect(text).toMatch(/^HTTP\/1\.1 200 /);
     expect(text.endsWith("hello over memory")).toBe(true);
+  });
+});
+
+describe("memorySockets under a sustained stream", () => {
+  it("a reader that pauses every turn while the writer keeps up does not grow the queue without bound", async () => {
+    const [a, b] = memorySockets();
+    let received = 0;
+    b.on("data", (chunk: Buffer) => {
+      received += chunk.length;
+      // As a session does after a burst of frames: read again on the next turn.
+      b.pause();
+      setImmediate(() => b.resume());
+    });
+    let writes = 0;
+    let stop = false;
+    const pump = () => {
+      while (!stop && a.write(Buffer.alloc(100))) writes++;
+      if (!stop) a.once("drain", pump);
+    };
+    pump();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    stop = true;
+    // Read chunks must not stay in the queue's arrays while the queue never quite empties.
+    const inside = b as unknown as { queue: unknown[]; callbacks: unknown[] };
+    expect(writes).toBeGreaterThan(20_000);
+    expect(received).toBeGreaterThan(1_000_000);
+    expect(inside.queue.length).toBeLessThan(2048);
+    expect(inside.callbacks.length).toBeLessThan(2048);
+  });
+});
+
+describe("sessions over memorySockets: a side that does not read holds the other back, in bounded memory", () => {
+  const LIMIT = 256 * 1024; // incomingBufferLimit and outgoingHighWaterMark, both sides
+  const MESSAGE = 32 * 1024;
+  /** Bytes a socket holds for its reader: taken in and unread, plus the writer's writes waiting for room. */
+  const held = (socket: MemorySocket) => {
+    const inside = socket as unknown as { queue: Buffer[]; next: number };
+    let bytes = 0;
+    for (let i = inside.next; i < inside.queue.length; i++) bytes += inside.queue[i]!.length;
+    return bytes;
+  };
+  /** Sends until a send waits (backpressure), at most `max` messages; returns how many went and the peak. */
+  async function flood(send: () => Promise<void>, measure: () => number, max: number) {
+    let sent = 0;
+    let peak = 0;
+    while (sent < max) {
+      const went = await Promise.race([
+        send().then(() => true),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 50)),
+      ]);
+      peak = Math.max(peak, measure());
+      if (!went) break;
+      sent++;
+    }
+    return { sent, peak };
+  }
+  const app = (route: (s: DefaultWebSocketSession) => Promise<void>) =>
+    createApp()
+      .install(WebSockets, { pingPeriod: 0, incomingBufferLimit: LIMIT, outgoingHighWaterMark: LIMIT })
+      .onError(() => {})
+      .routing((r) => r.webSocket("/", route));
+  // What the in-memory socket may hold beside the sessions' own bounds: the peer's room and one write.
+  const BOUND = 2 * LIMIT + 2 * MESSAGE + 64 * 1024;
+
+  it("a client flooding a route that never reads", async () => {
+    const [client, server] = memorySockets();
+    serve(
+      app(() => new Promise(() => {})),
+      server,
+    );
+    const session = await connectOver(client as unknown as Duplex, "ws://sockway.test/", {
+      pingPeriod: 0,
+      outgoingHighWaterMark: LIMIT,
+    });
+    const message = Buffer.alloc(MESSAGE, 1);
+    const { sent, peak } = await flood(
+      () => session.send(message),
+      () => held(server) + session.bufferedAmount - client.writableLength,
+      (8 * BOUND) / MESSAGE,
+    );
+    expect(sent).toBeLessThan((2 * BOUND) / MESSAGE);
+    expect(peak).toBeLessThan(BOUND);
+    session.terminate();
+    await session.closeReason;
+  });
+
+  it("a route flooding a client that never reads", async () => {
+    const [client, server] = memorySockets();
+    let result: Promise<{ sent: number; peak: number }> | undefined;
+    let serverSession: DefaultWebSocketSession | undefined;
+    serve(
+      app(async (s) => {
+        serverSession = s;
+        const message = Buffer.alloc(MESSAGE, 2);
+        result = flood(
+          () => s.send(message),
+          () => held(client) + s.bufferedAmount - server.writableLength,
+          (8 * BOUND) / MESSAGE,
+        );
+        await result;
+        await new Promise(() => {});
+      }),
+      server,
+    );
+    const session = await connectOver(client as unknown as Duplex, "ws://sockway.test/", {
+      pingPeriod: 0,
+      incomingBufferLimit: LIMIT,
+    });
+    while (result === undefined) await ticks();
+    const { sent, peak } = await result;
+    expect(sent).toBeLessThan((2 * BOUND) / MESSAGE);
+    expect(peak).toBeLessThan(BOUND);
+    expect(serverSession?.isOpen).toBe(true);
+    session.terminate();
+    await session.closeReason;
+  });
+});
+
+describe("memorySockets as net.Socket after a destroy", () => {
+  it("a destroyed end emits no 'drain', even with a refused write waiting (as node:stream)", async () => {
+    const [a, b] = memorySockets();
+    reader(b);
+    b.pause();
+    let drains = 0;
+    a.on("drain", () => drains++);
+    while (a.write(Buffer.alloc(4096))) {}
+    a.destroy();
+    await ticks();
+    expect(drains).toBe(0);
+  });
+
+  it("readable is true until EOF is read or the end is destroyed", async () => {
+    const [a, b] = memorySockets();
+    const atB = reader(b);
+    expect(b.readable).toBe(true);
+    a.end();
+    await ticks();
+    expect(atB.end).toBe(true);
+    expect(b.readable).toBe(false);
+    expect(a.readable).toBe(true);
+    a.destroy();
+    expect(a.readable).toBe(false);
   });
 });

@@ -175,5 +175,29 @@ for (const transport of ["memory", "tcp"] as TestTransport[]) {
         { transport },
       );
     });
+
+    it("a message received keeps its bytes when the server reuses the buffer it sent (as over TCP)", async () => {
+      const reused = Buffer.alloc(64 * 1024, 0x61);
+      const app = createApp()
+        .install(WebSockets)
+        .routing((r) =>
+          r.webSocket("/reuse", async (session) => {
+            await session.send(reused);
+            await session.flush(); // written: the buffer is the server's to change again
+            for await (const _ of session.incoming);
+          }),
+        );
+      await testApplication(
+        app,
+        async ({ client }) => {
+          await client.webSocket("/reuse", {}, async (s) => {
+            const got = await s.expectBinary();
+            reused.fill(0x62);
+            expect(got.every((byte) => byte === 0x61)).toBe(true);
+          });
+        },
+        { transport },
+      );
+    });
   });
 }
