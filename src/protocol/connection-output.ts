@@ -71,6 +71,11 @@ export abstract class ConnectionOutput {
    */
   private tail: Buffer | undefined;
   private tailUsed = 0;
+  private tailFrames = 0;
+  /** Data and close frames not yet taken, the tail's included. */
+  private frameCount = 0;
+  /** How many frames each entry made of a tail holds (entries not in it hold one). */
+  private sealedCounts: Map<Buffer[], number> | undefined;
   private maskPool: Uint8Array | undefined;
   private maskOffset = 0;
   // Outgoing fragmented message in progress (0 = none).
@@ -106,6 +111,12 @@ export abstract class ConnectionOutput {
     while (i < frames.length && taken < limit) {
       const frame = frames[i]!;
       frames[i++] = NONE as never; // taken: nothing here keeps it alive
+      const sealed = this.sealedCounts?.get(frame);
+      if (sealed === undefined) this.frameCount--;
+      else {
+        this.frameCount -= sealed;
+        this.sealedCounts!.delete(frame);
+      }
       for (let j = 0; j < frame.length; j++) {
         out.push(frame[j]!);
         taken += frame[j]!.length;
@@ -118,8 +129,11 @@ export abstract class ConnectionOutput {
       }
       this.tail = undefined;
       this.tailUsed = 0;
+      this.frameCount -= this.tailFrames;
+      this.tailFrames = 0;
     }
     this.queuedBytes -= taken;
+    if (this.sealedCounts?.size === 0) this.sealedCounts = undefined;
     if (i === frames.length) {
       if (frames.length > 0) this.output = NONE as never;
       this.outputHead = 0;
@@ -148,11 +162,12 @@ export abstract class ConnectionOutput {
   }
 
   /**
-   * Data and close frames queued and not yet taken, each holding objects beside its bytes; the small
-   * frames in the tail count as one (they share one buffer).
+   * Data and close frames queued and not yet taken. Each is charged objects beside its bytes, those
+   * in the tail too: theirs share one buffer, but a message waiting to go usually has a `send` waiting
+   * on it, and the charge keeps a flood of tiny messages bounded by what it costs in all.
    */
   get queuedFrames(): number {
-    return this.output.length - this.outputHead + (this.tailUsed > 0 ? 1 : 0);
+    return this.frameCount;
   }
 
   /** Pings and pongs the application sent and not yet taken: their bytes and their count. */
@@ -168,6 +183,7 @@ export abstract class ConnectionOutput {
     if (this.tailUsed > 0) this.sealTail();
     if (this.output === NONE) this.output = [];
     this.output.push(frame);
+    this.frameCount++;
     for (let j = 0; j < frame.length; j++) this.queuedBytes += frame[j]!.length;
   }
 
@@ -181,6 +197,8 @@ export abstract class ConnectionOutput {
     }
     let tail = this.tail;
     if (tail === undefined || this.tailUsed + size > tail.length) tail = this.growTail(size);
+    this.tailFrames++;
+    this.frameCount++;
     this.tailUsed = writeFrameInto(
       tail,
       this.tailUsed,
@@ -213,16 +231,23 @@ export abstract class ConnectionOutput {
   private sealTail(): void {
     const tail = this.tail!;
     const used = this.tailUsed;
-    if (this.output === NONE) this.output = [];
+    let entry: Buffer[];
     if (tail.length - used > used) {
       const copy = Buffer.allocUnsafe(used);
       tail.copy(copy, 0, 0, used);
-      this.output.push([copy]);
+      entry = [copy];
     } else {
-      this.output.push([tail.subarray(0, used)]);
+      entry = [tail.subarray(0, used)];
       this.tail = undefined;
     }
+    if (this.output === NONE) this.output = [];
+    this.output.push(entry);
+    if (this.tailFrames > 1) {
+      this.sealedCounts ??= new Map();
+      this.sealedCounts.set(entry, this.tailFrames);
+    }
     this.tailUsed = 0;
+    this.tailFrames = 0;
   }
 
   sendText(data: string | Uint8Array): void {

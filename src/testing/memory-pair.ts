@@ -17,7 +17,6 @@ function streamError(code: string, message: string): Error {
 }
 
 /**
- * @internal
  * One end of an in-memory connection: the part of net.Socket that sockway's sessions and handshakes
  * use, without node:stream's machinery (a test's cost is mostly that machinery otherwise). What one end
  * writes the other reads (a copy), in order; a write completes once the peer has room for it (up to

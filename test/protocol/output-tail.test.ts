@@ -64,8 +64,13 @@ function run(conn: Connection, ops: readonly Op[], side: "server" | "client"): v
   const taken: Array<{ piece: Buffer; copy: Buffer }> = [];
   let fragmenting = 0;
   let queued = 0;
+  let frames = 0; // data frames queued
   const take = (limit?: number) => {
     for (const piece of conn.takeOutput(limit)) taken.push({ piece, copy: Buffer.from(piece) });
+    // Each queued frame is charged until taken, small ones in the tail included.
+    const out = parseFrames(taken.map((t) => t.copy));
+    expect(out.pending).toBeUndefined(); // never a partial frame
+    expect(conn.queuedFrames).toBe(frames - out.frames.filter((f) => f.opcode !== Opcode.Ping).length);
   };
   for (const o of ops) {
     if (o.kind === "take") {
@@ -83,6 +88,7 @@ function run(conn: Connection, ops: readonly Op[], side: "server" | "client"): v
       const p = payload(o.size);
       expect(conn.sendEncoded(encodeFrame(Opcode.Binary, p))).toBe(true);
       expected.push({ opcode: Opcode.Binary, payload: p, fin: true });
+      frames++;
       queued += p.length + (p.length < 126 ? 2 : p.length < 0x10000 ? 4 : 10);
       continue;
     }
@@ -91,14 +97,17 @@ function run(conn: Connection, ops: readonly Op[], side: "server" | "client"): v
     conn.sendFrame(opcode, p, { fin: o.fin });
     fragmenting = o.fin ? 0 : fragmenting || o.opcode;
     expected.push({ opcode, payload: p, fin: o.fin });
+    frames++;
     queued += p.length + (p.length < 126 ? 2 : p.length < 0x10000 ? 4 : 10) + (side === "client" ? 4 : 0);
   }
   if (fragmenting !== 0) {
     conn.sendFrame(Opcode.Continuation, Buffer.alloc(0), { fin: true });
     expected.push({ opcode: Opcode.Continuation, payload: Buffer.alloc(0), fin: true });
+    frames++;
     queued += side === "client" ? 6 : 2;
   }
   conn.sendClose(1000, "done");
+  frames++;
   const takenBytes = () => taken.reduce((n, t) => n + t.piece.length, 0);
   const pingBytes = pings.reduce((n, p) => n + p.length + 2 + (side === "client" ? 4 : 0), 0);
   const closeBytes = 2 + 6 + (side === "client" ? 4 : 0);
@@ -143,7 +152,7 @@ describe("the output tail (small frames written into one buffer)", () => {
   it("sends a burst of small messages as one piece and keeps no tail once taken", () => {
     const s = server();
     for (let i = 0; i < 8; i++) s.sendBinary(Buffer.alloc(32, i));
-    expect(s.queuedFrames).toBe(1); // one buffer holds them
+    expect(s.queuedFrames).toBe(8); // one buffer holds them, each still charged
     expect(s.bufferedBytes).toBe(8 * 34);
     const out = s.takeOutput();
     expect(out.length).toBe(1);
@@ -154,6 +163,7 @@ describe("the output tail (small frames written into one buffer)", () => {
   it("queues a full tail and starts another, so no buffer grows past 16 KiB", () => {
     const s = server();
     for (let i = 0; i < 200; i++) s.sendBinary(Buffer.alloc(200, i)); // 40,400 bytes
+    expect(s.queuedFrames).toBe(200); // full tails queued as entries still count each frame
     const out = s.takeOutput();
     for (const piece of out) expect(piece.length).toBeLessThanOrEqual(16 * 1024);
     expect(out.length).toBeGreaterThanOrEqual(3);
