@@ -584,13 +584,7 @@ function accept(
   repeated: string | undefined,
 ): Accepted | HandshakeError {
   const headers = flatHeaders(responseHeaders);
-  if (repeated !== undefined)
-    return new HandshakeError(
-      "HEADER_SYNTAX",
-      status,
-      `${ONCE_IN_RESPONSE.get(repeated) ?? repeated} appears more than once in the response`,
-      headers,
-    );
+  if (repeated !== undefined) return repeatedFieldError(status, repeated, headers);
   const checked = validateUpgradeResponse(status, responseHeaders, key, o.protocols, o.requireProtocol);
   if (!checked.ok) return new HandshakeError(checked.error.code, status, checked.error.message, headers);
   return acceptExtensions(status, headers, checked.value, url, o);
@@ -661,8 +655,25 @@ const ONCE_IN_RESPONSE = new Map(
   ]),
 );
 
-/** The first field of ONCE_IN_RESPONSE that node:http's `rawHeaders` (name, value, ...) repeat. */
-function repeatedField(rawHeaders: readonly string[]): string | undefined {
+/** @internal The failure for a response that repeats `name`, one of the fields allowed once. */
+export function repeatedFieldError(
+  status: number,
+  name: string,
+  headers: Record<string, string>,
+): HandshakeError {
+  return new HandshakeError(
+    "HEADER_SYNTAX",
+    status,
+    `${ONCE_IN_RESPONSE.get(name) ?? name} appears more than once in the response`,
+    headers,
+  );
+}
+
+/**
+ * @internal The first field of ONCE_IN_RESPONSE that `rawHeaders` (name, value, ...: node:http's, or
+ * node:http2's third 'response' argument) repeat.
+ */
+export function repeatedField(rawHeaders: readonly string[]): string | undefined {
   const seen: string[] = [];
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!.toLowerCase();

@@ -28,6 +28,8 @@ import {
   handshakeError,
   type Resolved,
   readBody,
+  repeatedField,
+  repeatedFieldError,
   startSession,
 } from "./connect.js";
 
@@ -405,12 +407,15 @@ export function openHttp2Session(url: URL, o: Resolved): Promise<ClientSession> 
         ),
       );
     };
-    const onResponse = (headers: Http2IncomingHeaders) => {
+    const onResponse = (headers: Http2IncomingHeaders, rawHeaders: readonly string[] | undefined) => {
       const s = stream!;
       if (settled) return;
       const status = Number(headers[":status"]);
       const plain = regularHeaders(headers);
       const flat = flatHeaders(plain);
+      // node:http2 joins a repeated field as node:http does; its raw list still shows the repeat.
+      const repeated = status === 200 && rawHeaders !== undefined ? repeatedField(rawHeaders) : undefined;
+      if (repeated !== undefined) return fail(repeatedFieldError(status, repeated, flat));
       const checked = validateConnectResponse(status, plain, o.protocols, o.requireProtocol);
       if (!checked.ok) {
         if (status === 200)
@@ -464,9 +469,9 @@ export function openHttp2Session(url: URL, o: Resolved): Promise<ClientSession> 
         connection.release();
         if (!answered) onStreamClose();
       });
-      s.once("response", (headers: Http2IncomingHeaders) => {
+      s.once("response", (headers: Http2IncomingHeaders, _flags: number, rawHeaders?: string[]) => {
         answered = true;
-        onResponse(headers);
+        onResponse(headers, rawHeaders);
       });
     };
 

@@ -123,7 +123,8 @@ interface Peer {
 
 /**
  * A node:http2 server speaking RFC 8441 by hand. Paths: `/echo` (200, then echoes every frame back
- * unmasked; `?deflate` accepts permessage-deflate, `?protocol=x` picks x), `/refuse?status=&size=`
+ * unmasked; `?deflate` accepts permessage-deflate, `?protocol=x` picks x, `?twice=name` sends that
+ * field a second time, empty), `/refuse?status=&size=`
  * (that status with a body of `size` bytes), `/hang` (no answer), `/reset` (200, echoes, then
  * RST_STREAM after the first frame), `/refuse-stream` (RST_STREAM REFUSED_STREAM, no answer), `/kill` (200, then drops the TCP connection under the h2 session
  * after the first frame, without a GOAWAY), `/goaway` (200, echoes, then a graceful GOAWAY after the first frame).
@@ -187,10 +188,12 @@ async function h2Peer(
         return;
       }
     }
-    const response: Record<string, string | number> = { ":status": 200 };
+    const response: Record<string, string | number | string[]> = { ":status": 200 };
     if (url.searchParams.has("deflate")) response["sec-websocket-extensions"] = "permessage-deflate";
     const protocol = url.searchParams.get("protocol");
     if (protocol !== null) response["sec-websocket-protocol"] = protocol;
+    const twice = url.searchParams.get("twice");
+    if (twice !== null) response[twice] = [String(response[twice] ?? ""), ""];
     stream.respond(response);
     let pending: Buffer = Buffer.alloc(0);
     stream.on("data", (chunk: Buffer) => {
@@ -342,6 +345,28 @@ describe("connect over HTTP/2 (RFC 8441)", () => {
     const peer = await h2Peer();
     const error = await rejection(connect(`${peer.url}/echo?deflate`, { http2: true, tls: tls() }));
     expect([error.code, error.status]).toEqual(["EXTENSION_MISMATCH", 200]);
+  });
+
+  it("a field RFC 6455 §11.3 allows once, repeated in the 200, fails HEADER_SYNTAX (node:http2 joins it)", async () => {
+    const peer = await h2Peer();
+    // Joined, "permessage-deflate, " would pass as an acceptance of the offer.
+    const extensions = await rejection(
+      connect(`${peer.url}/echo?deflate&twice=sec-websocket-extensions`, {
+        http2: true,
+        tls: tls(),
+        permessageDeflate: true,
+      }),
+    );
+    expect([extensions.code, extensions.status]).toEqual(["HEADER_SYNTAX", 200]);
+    expect(extensions.message).toMatch(/Sec-WebSocket-Extensions appears more than once/);
+    const protocol = await rejection(
+      connect(`${peer.url}/echo?protocol=chat&twice=sec-websocket-protocol`, {
+        http2: true,
+        tls: tls(),
+        protocols: ["chat"],
+      }),
+    );
+    expect(protocol.code).toBe("HEADER_SYNTAX");
   });
 
   it("subprotocols are checked as over HTTP/1.1", async () => {
