@@ -20,8 +20,8 @@ export abstract class BaseFrame {
 }
 
 export class TextFrame extends BaseFrame {
-  readonly type = "text";
-  readonly opcode = Opcode.Text;
+  declare readonly type: "text";
+  declare readonly opcode: typeof Opcode.Text;
   private decoded: string | undefined;
   /** The payload decoded as UTF-8 (decoded once, on first use). Only meaningful on whole messages. */
   get text(): string {
@@ -31,29 +31,43 @@ export class TextFrame extends BaseFrame {
 }
 
 export class BinaryFrame extends BaseFrame {
-  readonly type = "binary";
-  readonly opcode = Opcode.Binary;
+  declare readonly type: "binary";
+  declare readonly opcode: typeof Opcode.Binary;
 }
 
 /** A later fragment of a text or binary message (raw sessions only). */
 export class ContinuationFrame extends BaseFrame {
-  readonly type = "continuation";
-  readonly opcode = Opcode.Continuation;
+  declare readonly type: "continuation";
+  declare readonly opcode: typeof Opcode.Continuation;
 }
 
 export class CloseFrame extends BaseFrame {
-  readonly type = "close";
-  readonly opcode = Opcode.Close;
+  declare readonly type: "close";
+  declare readonly opcode: typeof Opcode.Close;
 }
 
 export class PingFrame extends BaseFrame {
-  readonly type = "ping";
-  readonly opcode = Opcode.Ping;
+  declare readonly type: "ping";
+  declare readonly opcode: typeof Opcode.Ping;
 }
 
 export class PongFrame extends BaseFrame {
-  readonly type = "pong";
-  readonly opcode = Opcode.Pong;
+  declare readonly type: "pong";
+  declare readonly opcode: typeof Opcode.Pong;
+}
+
+// `type` and `opcode` live on each class's prototype: two fewer stores and 16 B less per received
+// message than instance fields.
+for (const [Class, type, opcode] of [
+  [TextFrame, "text", Opcode.Text],
+  [BinaryFrame, "binary", Opcode.Binary],
+  [ContinuationFrame, "continuation", Opcode.Continuation],
+  [CloseFrame, "close", Opcode.Close],
+  [PingFrame, "ping", Opcode.Ping],
+  [PongFrame, "pong", Opcode.Pong],
+] as const) {
+  Object.defineProperty(Class.prototype, "type", { value: type, enumerable: true });
+  Object.defineProperty(Class.prototype, "opcode", { value: opcode, enumerable: true });
 }
 
 export type WebSocketFrame = TextFrame | BinaryFrame | ContinuationFrame | CloseFrame | PingFrame | PongFrame;
