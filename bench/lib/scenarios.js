@@ -44,8 +44,11 @@ export const SERVERS = {
 export const COLUMNS = ["sockway", "ws", "raw-net", "bun", "floor"];
 
 const PLAIN = { sockway: "sockway", ws: "ws", "raw-net": "raw-net", bun: "bun" };
-/** Idle memory also has the floor: node:net sockets that got a fixed 101 and nothing else. */
-const IDLE = { ...PLAIN, floor: "floor" };
+/**
+ * Idle memory and the small echoes also have the floor: node:net sockets that got a fixed 101 and then
+ * have every read written straight back, with no WebSocket work at all.
+ */
+const FLOOR = { ...PLAIN, floor: "floor" };
 const DEFLATE = { sockway: "sockway-deflate", ws: "ws-deflate", bun: "bun-deflate" };
 const MiB = 1024 * 1024;
 
@@ -65,7 +68,7 @@ function idle(id, conns, shown) {
     unit: "KiB/conn",
     better: "lower",
     type: "memory",
-    columns: IDLE,
+    columns: FLOOR,
     load: { mode: "hold", conns },
     value: (r) => r.kibPerConnection,
     derived: {
@@ -92,7 +95,7 @@ export function scenarios(quick) {
       unit: "msgs/s",
       better: "higher",
       type: "load",
-      columns: PLAIN,
+      columns: FLOOR,
       load: { mode: "echo", conns: 100, inflight: 8, size: 32, kind: "binary" },
       value: (r) => r.perSecond,
       splittable: "conns",
@@ -107,7 +110,7 @@ export function scenarios(quick) {
           unit: "msgs/s",
           better: /** @type {const} */ ("higher"),
           type: /** @type {const} */ ("load"),
-          columns: PLAIN,
+          columns: FLOOR,
           load: {
             mode: /** @type {const} */ ("echo"),
             conns,
@@ -125,7 +128,7 @@ export function scenarios(quick) {
       unit: "round trips/s",
       better: "higher",
       type: "load",
-      columns: PLAIN,
+      columns: FLOOR,
       load: { mode: "echo", conns: 100, inflight: 1, size: 32, kind: "binary" },
       value: (r) => r.perSecond,
     },
@@ -136,7 +139,7 @@ export function scenarios(quick) {
       unit: "round trips/s",
       better: "higher",
       type: "load",
-      columns: PLAIN,
+      columns: FLOOR,
       load: { mode: "echo", conns: 1, inflight: 1, size: 32, kind: "binary" },
       value: (r) => r.perSecond,
       derived: {
