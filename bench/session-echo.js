@@ -9,7 +9,8 @@
  *   npm run bench:session                       build dist/, then run this file
  *   taskset -c 0 node bench/session-echo.js     pinned (after `npm run build`)
  *
- * Env: BENCH_ROUNDS (rounds per timed pass, default 3000), BENCH_SOCKWAY_DIST (another build, as in run.js).
+ * Env: BENCH_ROUNDS (rounds per timed pass, default 3000), BENCH_PER_READ (frames per read, default 8; 1
+ * shows the cost of a read and its write, as in ping-pong), BENCH_SOCKWAY_DIST (another build, as in run.js).
  * A CPU profile of this (`node --cpu-prof bench/session-echo.js`) shows where the time goes.
  */
 import { EventEmitter } from "node:events";
@@ -44,7 +45,7 @@ class StubSocket extends EventEmitter {
 }
 
 const SESSIONS = 100;
-const PER_READ = 8;
+const PER_READ = Number(process.env.BENCH_PER_READ ?? 8);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3000);
 const frame = encodeFrame(2, Buffer.alloc(32, 7), { fin: true, mask: Buffer.of(1, 2, 3, 4) })[0];
 const read = Buffer.concat(Array.from({ length: PER_READ }, () => frame));

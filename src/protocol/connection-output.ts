@@ -147,6 +147,29 @@ export abstract class ConnectionOutput {
     return out;
   }
 
+  /**
+   * When the tail is all there is to send (small messages, nothing urgent, nothing queued before
+   * it), takes it as one Buffer; otherwise undefined and nothing is taken. `takeOutput` with any
+   * positive limit would take the same, in an array.
+   */
+  takeTailOnly(): Buffer | undefined {
+    const used = this.tailUsed;
+    if (
+      used === 0 ||
+      this.outputHead < this.output.length ||
+      this.urgentOutput.length > 0 ||
+      this.pendingPongs.length > 0
+    )
+      return undefined;
+    const out = this.tail!.subarray(0, used);
+    this.tail = undefined;
+    this.tailUsed = 0;
+    this.frameCount -= this.tailFrames;
+    this.tailFrames = 0;
+    this.queuedBytes -= used;
+    return out;
+  }
+
   get hasOutput(): boolean {
     return (
       this.outputHead < this.output.length ||

@@ -9,7 +9,6 @@ import { MIN_QUEUED_WRITE, writePieces } from "./socket-output.js";
 export const RESOLVED: Promise<void> = Promise.resolve();
 export const noop = (): void => {};
 export const EMPTY = Buffer.alloc(0);
-const NOTHING: Buffer[] = [];
 /** Heap bytes charged per frame queued in the connection beside its bytes (measured ~180 B). */
 export const FRAME_OVERHEAD = 192;
 
@@ -93,8 +92,11 @@ export abstract class SessionWriter {
       : queued > 0 && conn.bufferedBytes < MIN_QUEUED_WRITE
         ? 0
         : this.options.outgoingHighWaterMark - queued;
-    const out = budget > 0 && conn.hasOutput ? conn.takeOutput(budget) : NOTHING;
-    writePieces(socket, out);
+    if (budget > 0) {
+      const tail = conn.takeTailOnly();
+      if (tail !== undefined) socket.write(tail);
+      else if (conn.hasOutput) writePieces(socket, conn.takeOutput(budget));
+    }
     // More is queued here: come back when the socket has room. 'drain' only follows a refused write.
     if (conn.hasOutput && !socket.writableNeedDrain && !this.wakeupPending) {
       this.wakeupPending = true;

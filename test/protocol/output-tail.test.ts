@@ -14,7 +14,8 @@ type Op =
   | { kind: "data"; opcode: number; size: number; fin: boolean }
   | { kind: "encoded"; size: number }
   | { kind: "ping"; size: number }
-  | { kind: "take"; limit: number };
+  | { kind: "take"; limit: number }
+  | { kind: "tailOnly" };
 
 const sizes = fc.oneof(
   fc.integer({ min: 0, max: 40 }),
@@ -37,6 +38,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
     weight: 1,
     arbitrary: fc.record({ kind: fc.constant("ping" as const), size: fc.integer({ min: 0, max: 125 }) }),
   },
+  { weight: 1, arbitrary: fc.constant({ kind: "tailOnly" as const }) },
   {
     weight: 2,
     arbitrary: fc.record({
@@ -79,6 +81,20 @@ function run(conn: Connection, ops: readonly Op[], side: "server" | "client"): v
   for (const o of ops) {
     if (o.kind === "take") {
       take(o.limit);
+      continue;
+    }
+    if (o.kind === "tailOnly") {
+      // The writer's fast path: the tail alone, or nothing when anything else waits.
+      const before = conn.bufferedBytes;
+      const piece = conn.takeTailOnly();
+      if (piece === undefined) {
+        expect(conn.bufferedBytes).toBe(before);
+        continue;
+      }
+      expect(piece.length).toBe(before);
+      taken.push({ piece, copy: Buffer.from(piece) });
+      expect(conn.hasOutput).toBe(false);
+      expect(conn.queuedFrames).toBe(0);
       continue;
     }
     if (o.kind === "ping") {
