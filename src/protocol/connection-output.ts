@@ -123,14 +123,11 @@ export abstract class ConnectionOutput {
       }
     }
     if (i === frames.length && taken < limit && this.tail !== undefined) {
-      if (this.tailUsed > 0) {
-        out.push(this.tail.subarray(0, this.tailUsed));
-        taken += this.tailUsed;
+      const tail = this.releaseTail();
+      if (tail.length > 0) {
+        out.push(tail);
+        taken += tail.length;
       }
-      this.tail = undefined;
-      this.tailUsed = 0;
-      this.frameCount -= this.tailFrames;
-      this.tailFrames = 0;
     }
     this.queuedBytes -= taken;
     if (this.sealedCounts?.size === 0) this.sealedCounts = undefined;
@@ -161,13 +158,18 @@ export abstract class ConnectionOutput {
       this.pendingPongs.length > 0
     )
       return undefined;
-    const out = this.tail!.subarray(0, used);
+    this.queuedBytes -= used;
+    return this.releaseTail();
+  }
+
+  /** Drops the tail and uncounts its frames; returns what it holds (its bytes are the caller's to uncount). */
+  private releaseTail(): Buffer {
+    const held = this.tail!.subarray(0, this.tailUsed);
     this.tail = undefined;
     this.tailUsed = 0;
     this.frameCount -= this.tailFrames;
     this.tailFrames = 0;
-    this.queuedBytes -= used;
-    return out;
+    return held;
   }
 
   get hasOutput(): boolean {
