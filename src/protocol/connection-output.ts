@@ -151,13 +151,7 @@ export abstract class ConnectionOutput {
    */
   takeTailOnly(): Buffer | undefined {
     const used = this.tailUsed;
-    if (
-      used === 0 ||
-      this.outputHead < this.output.length ||
-      this.urgentOutput.length > 0 ||
-      this.pendingPongs.length > 0
-    )
-      return undefined;
+    if (used === 0 || this.hasOutputBeforeTail) return undefined;
     this.queuedBytes -= used;
     return this.releaseTail();
   }
@@ -173,11 +167,13 @@ export abstract class ConnectionOutput {
   }
 
   get hasOutput(): boolean {
+    return this.tailUsed > 0 || this.hasOutputBeforeTail;
+  }
+
+  /** Anything that goes out ahead of the tail: pings and pongs, and frames queued before it. */
+  private get hasOutputBeforeTail(): boolean {
     return (
-      this.outputHead < this.output.length ||
-      this.tailUsed > 0 ||
-      this.urgentOutput.length > 0 ||
-      this.pendingPongs.length > 0
+      this.outputHead < this.output.length || this.urgentOutput.length > 0 || this.pendingPongs.length > 0
     );
   }
 

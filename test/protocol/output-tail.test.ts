@@ -93,6 +93,8 @@ function run(conn: Connection, ops: readonly Op[], side: "server" | "client"): v
       }
       expect(piece.length).toBe(before);
       taken.push({ piece, copy: Buffer.from(piece) });
+      // Taken only when nothing else waited: no ping is left behind it.
+      expect(conn.controlBytes).toBe(0);
       expect(conn.hasOutput).toBe(false);
       expect(conn.queuedFrames).toBe(0);
       continue;
