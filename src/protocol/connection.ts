@@ -212,11 +212,7 @@ export class Connection extends ConnectionOutput implements FrameSink {
       this.control.add(piece, this.frameLength, true);
       return true;
     }
-    if (this.checkUtf8 && !this.textValidator().write(piece)) {
-      return this.failWith(
-        new ProtocolError("INVALID_UTF8", CloseCode.InvalidPayload, "text message is not valid UTF-8"),
-      );
-    }
+    if (this.checkUtf8 && !this.textValidator().write(piece)) return this.failWith(invalidUtf8());
     // Message mode gathers per message: the headers so far announce `messageSize` bytes.
     this.data ??= new GatherBuffer();
     if (this.mode === "frames") this.data.add(piece, this.frameLength, true);
@@ -230,15 +226,7 @@ export class Connection extends ConnectionOutput implements FrameSink {
       return this.handleControl(opcode, this.control?.take() ?? EMPTY);
     }
     const fin = this.frameFin;
-    if (fin && this.checkUtf8 && !this.textValidator().end()) {
-      return this.failWith(
-        new ProtocolError(
-          "INVALID_UTF8",
-          CloseCode.InvalidPayload,
-          "text message ends inside a UTF-8 sequence",
-        ),
-      );
-    }
+    if (fin && this.checkUtf8 && !this.textValidator().end()) return this.failWith(truncatedUtf8());
     if (this.mode === "frames") {
       const payload = this.data?.take() ?? EMPTY;
       this.emit({
@@ -254,6 +242,28 @@ export class Connection extends ConnectionOutput implements FrameSink {
     }
     if (fin) this.messageOpcode = 0;
     return true;
+  }
+
+  onWholeFrame(payload: Buffer): boolean {
+    const opcode = this.frameOpcode;
+    if (isControlOpcode(opcode)) return this.handleControl(opcode, payload);
+    if (this.frameFin && this.messageFragments === 1 && this.mode === "messages") {
+      // A message in one frame: nothing to gather.
+      if (this.checkUtf8) {
+        const validator = this.textValidator();
+        if (!validator.write(payload)) return this.failWith(invalidUtf8());
+        if (!validator.end()) return this.failWith(truncatedUtf8());
+      }
+      this.messageOpcode = 0;
+      this.emit({
+        type: opcode === Opcode.Text ? "text" : "binary",
+        data: payload,
+        compressed: this.messageCompressed,
+      });
+      return true;
+    }
+    if (payload.length > 0 && !this.onPayload(payload, 0)) return false;
+    return this.onFrameEnd();
   }
 
   private emit(event: ProtocolEvent): void {
@@ -334,6 +344,18 @@ export class Connection extends ConnectionOutput implements FrameSink {
     this.fail(error);
     return false;
   }
+}
+
+function invalidUtf8(): ProtocolError {
+  return new ProtocolError("INVALID_UTF8", CloseCode.InvalidPayload, "text message is not valid UTF-8");
+}
+
+function truncatedUtf8(): ProtocolError {
+  return new ProtocolError(
+    "INVALID_UTF8",
+    CloseCode.InvalidPayload,
+    "text message ends inside a UTF-8 sequence",
+  );
 }
 
 function tooBig(message: string): ProtocolError {

@@ -1,8 +1,9 @@
 import { Buffer } from "node:buffer";
 import { CloseCode } from "./close-codes.js";
+import { EMPTY } from "./connection-output.js";
 import { ProtocolError, protocolError } from "./errors.js";
 import { MAX_HEADER_SIZE } from "./frame.js";
-import { applyMask } from "./mask.js";
+import { unmaskRange } from "./mask.js";
 
 /** A decoded frame header. One object is reused for every frame: copy what you keep. */
 export interface FrameHeader {
@@ -28,6 +29,11 @@ export interface FrameSink {
   onPayload(piece: Buffer, offset: number): boolean;
   /** The frame's payload is complete. */
   onFrameEnd(): boolean;
+  /**
+   * Optional: the whole payload of a frame that arrived within one chunk, unmasked, in place of
+   * `onPayload` and `onFrameEnd` (one call per frame instead of two).
+   */
+  onWholeFrame?(payload: Buffer): boolean;
   /** The header itself is invalid (64-bit length with the top bit set, or beyond 2^53). */
   onHeaderError(error: ProtocolError): void;
 }
@@ -43,8 +49,6 @@ const HEADER: FrameHeader = {
   length: 0,
   maskKey: new Uint8Array(4),
 };
-/** Scratch key for unmasking a piece (filled from the parser's own key just before use). */
-const KEY = new Uint8Array(4);
 
 /**
  * Incremental frame parser (RFC 6455 §5.2). Accepts input in any chunking and streams each payload
@@ -64,8 +68,11 @@ export class FrameParser {
   private inPayload = false;
   private payloadOffset = 0;
   private stopped = false;
+  private readonly whole: boolean;
 
-  constructor(private readonly sink: FrameSink) {}
+  constructor(private readonly sink: FrameSink) {
+    this.whole = typeof sink.onWholeFrame === "function";
+  }
 
   /** True once the sink has stopped the parser; later input is ignored. */
   get isStopped(): boolean {
@@ -84,21 +91,23 @@ export class FrameParser {
         if (pos >= end) return;
         pos = this.readHeader(chunk, pos);
         if (pos < 0 || this.stopped) return;
+        const length = this.length;
+        if (this.inPayload && this.whole && end - pos >= length) {
+          // The whole payload is here (most frames): one view, one call.
+          if (this.masked && length > 0) unmaskRange(chunk, this.mask, 0, pos, pos + length);
+          this.inPayload = false;
+          const payload = length === 0 ? EMPTY : chunk.subarray(pos, pos + length);
+          pos += length;
+          if (!this.sink.onWholeFrame!(payload)) this.stop();
+        }
         continue;
       }
       const wanted = this.length - this.payloadOffset;
       if (wanted > 0) {
         if (pos >= end) return;
         const take = Math.min(wanted, end - pos);
+        if (this.masked) unmaskRange(chunk, this.mask, this.payloadOffset, pos, pos + take);
         const piece = chunk.subarray(pos, pos + take);
-        if (this.masked) {
-          const k = this.mask;
-          KEY[0] = k >>> 24;
-          KEY[1] = (k >>> 16) & 0xff;
-          KEY[2] = (k >>> 8) & 0xff;
-          KEY[3] = k & 0xff;
-          applyMask(piece, KEY, this.payloadOffset);
-        }
         const offset = this.payloadOffset;
         this.payloadOffset += take;
         pos += take;

@@ -90,3 +90,42 @@ export function applyMaskPortable(
   }
   for (; i < end; i++) data[i] = data[i]! ^ key[(i + phase) & 3]!;
 }
+
+/** Scratch key for `unmaskRange` on the long path (filled just before use). */
+const KEY = new Uint8Array(4);
+
+/**
+ * `applyMask` with the key as one 32-bit number (byte 0 in the top bits), as the frame parser holds it.
+ * Short ranges (most messages) XOR four bytes per step with the key rotated in registers: no key array
+ * to fill and no view to make.
+ */
+export function unmaskRange(data: Uint8Array, key: number, offset: number, start: number, end: number): void {
+  if (end - start >= WORDS_MIN) {
+    KEY[0] = key >>> 24;
+    KEY[1] = (key >>> 16) & 0xff;
+    KEY[2] = (key >>> 8) & 0xff;
+    KEY[3] = key & 0xff;
+    applyMask(data, KEY, offset, start, end);
+    return;
+  }
+  const r = (offset & 3) << 3;
+  const k = r === 0 ? key : (key << r) | (key >>> (32 - r)); // byte for data[start] on top
+  const k0 = (k >>> 24) & 0xff;
+  const k1 = (k >>> 16) & 0xff;
+  const k2 = (k >>> 8) & 0xff;
+  const k3 = k & 0xff;
+  let i = start;
+  for (const stop = end - 3; i < stop; i += 4) {
+    data[i] = data[i]! ^ k0;
+    data[i + 1] = data[i + 1]! ^ k1;
+    data[i + 2] = data[i + 2]! ^ k2;
+    data[i + 3] = data[i + 3]! ^ k3;
+  }
+  if (i < end) {
+    data[i] = data[i]! ^ k0;
+    if (++i < end) {
+      data[i] = data[i]! ^ k1;
+      if (++i < end) data[i] = data[i]! ^ k2;
+    }
+  }
+}

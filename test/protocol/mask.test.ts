@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { applyMask, applyMaskPortable, nativeMasking } from "../../src/protocol/index.js";
+import { unmaskRange } from "../../src/protocol/mask.js";
 
 describe("RFC 6455 §5.3 masking: native and portable paths agree", () => {
   it("uses the native helper here (bufferutil is a dev dependency), so both paths are exercised", () => {
@@ -35,6 +36,7 @@ describe("RFC 6455 §5.3 masking: native and portable paths agree", () => {
 
   it("matches the definition of §5.3 (octet i XOR key[(offset + i) mod 4]) for every short length and phase", () => {
     const key = Uint8Array.from([0x37, 0xfa, 0x21, 0x3d]);
+    const key32 = ((key[0]! << 24) | (key[1]! << 16) | (key[2]! << 8) | key[3]!) >>> 0;
     const source = Uint8Array.from({ length: 300 }, (_, i) => (i * 13 + 5) & 0xff);
     for (let length = 0; length <= 260; length++) {
       for (let start = 0; start < 4; start++) {
@@ -47,6 +49,10 @@ describe("RFC 6455 §5.3 masking: native and portable paths agree", () => {
           applyMask(chosen, key, offset, start, start + length);
           expect(Buffer.from(portable).equals(Buffer.from(expected)), `portable length ${length}`).toBe(true);
           expect(Buffer.from(chosen).equals(Buffer.from(expected)), `applyMask length ${length}`).toBe(true);
+          // The parser's form: the key as one 32-bit number.
+          const parser = Uint8Array.from(source);
+          unmaskRange(parser, key32, offset, start, start + length);
+          expect(Buffer.from(parser).equals(Buffer.from(expected)), `unmaskRange length ${length}`).toBe(true);
         }
       }
     }
