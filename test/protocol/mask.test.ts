@@ -52,7 +52,9 @@ describe("RFC 6455 §5.3 masking: native and portable paths agree", () => {
           // The parser's form: the key as one 32-bit number.
           const parser = Uint8Array.from(source);
           unmaskRange(parser, key32, offset, start, start + length);
-          expect(Buffer.from(parser).equals(Buffer.from(expected)), `unmaskRange length ${length}`).toBe(true);
+          expect(Buffer.from(parser).equals(Buffer.from(expected)), `unmaskRange length ${length}`).toBe(
+            true,
+          );
         }
       }
     }
