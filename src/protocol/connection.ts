@@ -234,11 +234,7 @@ export class Connection extends ConnectionOutput implements FrameSink {
         frame: { fin, rsv1: this.frameRsv1, rsv2: false, rsv3: false, opcode, payload },
       });
     } else if (fin) {
-      this.emit({
-        type: this.messageOpcode === Opcode.Text ? "text" : "binary",
-        data: this.data?.take() ?? EMPTY,
-        compressed: this.messageCompressed,
-      });
+      this.emitMessage(this.data?.take() ?? EMPTY);
     }
     if (fin) this.messageOpcode = 0;
     return true;
@@ -254,16 +250,21 @@ export class Connection extends ConnectionOutput implements FrameSink {
         if (!validator.write(payload)) return this.failWith(invalidUtf8());
         if (!validator.end()) return this.failWith(truncatedUtf8());
       }
+      this.emitMessage(payload);
       this.messageOpcode = 0;
-      this.emit({
-        type: opcode === Opcode.Text ? "text" : "binary",
-        data: payload,
-        compressed: this.messageCompressed,
-      });
       return true;
     }
     if (payload.length > 0 && !this.onPayload(payload, 0)) return false;
     return this.onFrameEnd();
+  }
+
+  /** The data message being received is complete (message mode). */
+  private emitMessage(data: Buffer): void {
+    this.emit({
+      type: this.messageOpcode === Opcode.Text ? "text" : "binary",
+      data,
+      compressed: this.messageCompressed,
+    });
   }
 
   private emit(event: ProtocolEvent): void {
