@@ -710,8 +710,8 @@ describe("a peer that floods", () => {
     const big = Buffer.alloc(64 * 1024, 1);
     let dropped = 0;
     // The next publication waits for the reading stream to receive the last: a subscriber that keeps
-    // up is never over its high-water mark, so only the stuck one may be dropped. (A fixed pace raced
-    // the first TLS writes and dropped for the reading stream too.)
+    // up is never over its high-water mark, so only the stuck one may be dropped. A fixed pace can
+    // outrun the first TLS writes and push the reading stream over it too.
     for (let i = 0; i < 40; i++) {
       const result = app.publish("news", big);
       dropped += result.dropped;
