@@ -31,7 +31,8 @@ export interface FrameSink {
   onFrameEnd(): boolean;
   /**
    * Optional: the whole payload of a frame that arrived within one chunk, unmasked, in place of
-   * `onPayload` and `onFrameEnd` (one call per frame instead of two).
+   * `onPayload` and `onFrameEnd` (one call per frame instead of two). Looked up once, when the parser
+   * is made: a method added to the sink later is not called.
    */
   onWholeFrame?(payload: Buffer): boolean;
   /** The header itself is invalid (64-bit length with the top bit set, or beyond 2^53). */
